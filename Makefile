@@ -1,0 +1,36 @@
+# Two entry points: `make demo` runs the main job, `make test` runs the tests.
+# Both create .venv on first use: torch==2.13.0 (the local CPU wheel) first, then giqa with extras.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.giqa-installed
+EXTRAS := models,bench,train,scale,dev
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+export PYTHONHASHSEED := 0
+
+.PHONY: test demo bench install clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip wheel setuptools
+
+$(STAMP): $(PY) pyproject.toml
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider --benchmark-disable $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	$(PY) examples/demo.py --out demo_out
+
+bench: $(STAMP)
+	$(PY) -m pytest benchmarks -q -p no:cacheprovider
+
+clean:
+	rm -rf $(VENV) demo_out .pytest_cache

@@ -1,0 +1,5 @@
+import sys
+
+from giqa.cli import main
+
+sys.exit(main())

@@ -1,0 +1,50 @@
+"""Exception hierarchy: one root, input errors also subclass the builtin a caller expects."""
+
+from __future__ import annotations
+
+
+class GiqaError(Exception):
+    """Root of every error giqa raises on purpose."""
+
+
+class InvalidBoxError(GiqaError, ValueError):
+    """A box is not finite, not inside [0, 1], or has x1 > x2 / y1 > y2."""
+
+
+class GridIndexError(GiqaError, ValueError):
+    """A grid index lies outside ``[0, n*m)``."""
+
+
+class ParseError(GiqaError, ValueError):
+    """Text (model output, a record, a grounded phrase) does not follow the expected format."""
+
+
+class ImageError(GiqaError, ValueError):
+    """An image is missing, corrupt, unsupported, or outside the dataset root."""
+
+
+class BackendError(GiqaError, RuntimeError):
+    """A model backend failed; the original exception is chained as ``__cause__``."""
+
+
+class MissingDependencyError(GiqaError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+
+class RegistryError(GiqaError, KeyError):
+    """A backend name is unknown or registered twice."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+def require(module: str, extra: str):
+    """Import ``module`` or raise :class:`MissingDependencyError` naming ``pip install "giqa[extra]"``."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"{module!r} is needed here but is not installed; run: pip install \"giqa[{extra}]\""
+        ) from exc
