@@ -19,6 +19,10 @@ class ParseError(GiqaError, ValueError):
     """Text (model output, a record, a grounded phrase) does not follow the expected format."""
 
 
+class FormatError(GiqaError, ValueError):
+    """A phrase or box cannot be written in the requested text format."""
+
+
 class ImageError(GiqaError, ValueError):
     """An image is missing, corrupt, unsupported, or outside the dataset root."""
 

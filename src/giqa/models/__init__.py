@@ -8,6 +8,7 @@ from giqa.models.callable import (
     CallableVLM,
 )
 from giqa.models.protocols import LLM, ChatMessage, Detection, Detector, Embedder, QualityFilter, VisionLanguageModel
+from giqa.models import registry
 from giqa.models.registry import available, create, register
 
 __all__ = [

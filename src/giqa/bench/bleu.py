@@ -1,0 +1,172 @@
+"""BLEU@4 as captioning papers compute it (COCO-caption / pycocoevalcap), plus sacreBLEU 13a.
+
+``flavour="coco"`` (default): PTB tokenisation (:func:`giqa.bench.ptb.ptb_tokenize`), corpus-level
+BLEU-4 with pycocoevalcap's details: clipped n-gram counts against the per-n-gram maximum over
+references, the *closest* reference length per item (ties -> the shorter one), and the
+``tiny = 1e-15`` / ``small = 1e-9`` terms it adds to every precision and to the length ratio.
+It matches ``pycocoevalcap.bleu.Bleu`` to 1e-9 on the same tokens.
+
+``flavour="sacrebleu-13a"``: ``sacrebleu.corpus_bleu`` with its 13a tokeniser (raw text in,
+default exponential smoothing off), labelled as such in reports. Scores are fractions in
+``[0, 1]`` here; reports print them x100 as Table 5 does.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Literal, Sequence, Union
+
+import numpy as np
+
+from giqa.bench.ptb import ptb_tokenize
+
+__all__ = ["BleuResult", "bleu", "coco_bleu_tokens", "bleu_stats", "bleu_from_stats", "FLAVOURS"]
+
+Flavour = Literal["coco", "sacrebleu-13a"]
+FLAVOURS = ("coco", "sacrebleu-13a")
+_TINY = 1e-15
+_SMALL = 1e-9
+
+
+@dataclass(frozen=True)
+class BleuResult:
+    """Corpus BLEU.
+
+    ``score``: BLEU-``n`` in ``[0, 1]``; ``bleus``: cumulative BLEU-1..n; ``ratio``: hypothesis
+    length / effective reference length; ``stats``: ``(N, 2 + 2n)`` float64 per-item sufficient
+    statistics ``[testlen, reflen, guess_1..n, correct_1..n]`` (coco flavour only; bootstrap
+    resamples rows of it); ``flavour``: how it was computed.
+    """
+
+    score: float
+    bleus: tuple[float, ...]
+    ratio: float
+    flavour: str
+    stats: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 10)))
+
+
+def _ngrams(words: Sequence[str], n: int) -> Counter:
+    counts: Counter = Counter()
+    for k in range(1, n + 1):
+        if k == 1:
+            counts.update(words)
+        else:
+            counts.update(zip(*(words[i:] for i in range(k))))
+    return counts
+
+
+def bleu_stats(hyps: Sequence[Sequence[str]], refs: Sequence[Sequence[Sequence[str]]], n: int = 4) -> np.ndarray:
+    """Per-item sufficient statistics on tokenised text, as pycocoevalcap's ``cook_test``.
+
+    ``hyps[i]``: the tokens of item ``i``'s hypothesis; ``refs[i]``: one or more token lists.
+    Returns ``(N, 2 + 2n)`` float64: testlen, closest reference length, guesses and clipped
+    matches per order.
+    """
+    if len(hyps) != len(refs):
+        raise ValueError(f"{len(hyps)} hypotheses but {len(refs)} reference sets")
+    out = np.zeros((len(hyps), 2 + 2 * n), dtype=np.float64)
+    for i, (hyp, rs) in enumerate(zip(hyps, refs)):
+        if len(rs) == 0:
+            raise ValueError(f"item {i} has no reference")
+        if len(rs) == 1:
+            maxcounts = _ngrams(rs[0], n)
+        else:
+            maxcounts = Counter()
+            for r in rs:
+                maxcounts |= _ngrams(r, n)  # element-wise max
+        testlen = len(hyp)
+        reflen = min((abs(len(r) - testlen), len(r)) for r in rs)[1]
+        row = out[i]
+        row[0] = testlen
+        row[1] = reflen
+        for k in range(n):
+            row[2 + k] = max(0, testlen - k)
+        for gram, count in _ngrams(hyp, n).items():
+            k = 1 if isinstance(gram, str) else len(gram)
+            ref = maxcounts.get(gram)
+            if ref:
+                row[2 + n + k - 1] += count if count < ref else ref
+    return out
+
+
+def bleu_from_stats(stats: np.ndarray, n: int = 4) -> tuple[float, tuple[float, ...], float]:
+    """Corpus BLEU-1..n from summed statistics, with pycocoevalcap's smoothing terms.
+
+    ``stats`` is ``(N, 2 + 2n)`` (summed over rows) or ``(B, N, 2 + 2n)`` ... use
+    :func:`bleu_from_totals` for batched totals. Returns ``(bleu_n, bleus, ratio)``.
+    """
+    tot = np.asarray(stats, dtype=np.float64).sum(axis=0)
+    bleus = bleu_from_totals(tot[None, :], n)[0]
+    ratio = (tot[0] + _TINY) / (tot[1] + _SMALL)
+    return float(bleus[-1]), tuple(float(b) for b in bleus), float(ratio)
+
+
+def bleu_from_totals(totals: np.ndarray, n: int = 4) -> np.ndarray:
+    """``(B, 2 + 2n)`` summed statistics -> ``(B, n)`` cumulative BLEU-1..n (vectorised)."""
+    totals = np.asarray(totals, dtype=np.float64)
+    testlen, reflen = totals[:, 0], totals[:, 1]
+    guess, correct = totals[:, 2 : 2 + n], totals[:, 2 + n : 2 + 2 * n]
+    prec = (correct + _TINY) / (guess + _SMALL)
+    logcum = np.cumsum(np.log(prec), axis=1)
+    bleus = np.exp(logcum / np.arange(1, n + 1))
+    ratio = (testlen + _TINY) / (reflen + _SMALL)
+    bp = np.where(ratio < 1, np.exp(1 - 1 / np.maximum(ratio, 1e-300)), 1.0)
+    return bleus * bp[:, None]
+
+
+def coco_bleu_tokens(
+    hyps: Sequence[Sequence[str]], refs: Sequence[Sequence[Sequence[str]]], n: int = 4
+) -> BleuResult:
+    """pycocoevalcap's corpus BLEU on already tokenised text."""
+    stats = bleu_stats(hyps, refs, n)
+    if len(stats) == 0:
+        return BleuResult(0.0, (0.0,) * n, 0.0, "coco", stats)
+    score, bleus, ratio = bleu_from_stats(stats, n)
+    return BleuResult(score, bleus, ratio, "coco", stats)
+
+
+def _as_ref_sets(references: Sequence[Union[str, Sequence[str]]]) -> list[list[str]]:
+    out = []
+    for r in references:
+        out.append([r] if isinstance(r, str) else list(r))
+    return out
+
+
+def bleu(
+    hypotheses: Sequence[str],
+    references: Sequence[Union[str, Sequence[str]]],
+    *,
+    flavour: Flavour = "coco",
+    n: int = 4,
+) -> BleuResult:
+    """Corpus BLEU-``n`` of raw-text ``hypotheses`` against ``references`` (one str or a list
+    of str per item). Strip coordinates first (:func:`giqa.text.strip_coordinates`).
+
+    >>> round(bleu(["the sky is blurry ."], ["the sky is blurry ."]).score, 6)
+    1.0
+    """
+    refs = _as_ref_sets(references)
+    if len(hypotheses) != len(refs):
+        raise ValueError(f"{len(hypotheses)} hypotheses but {len(refs)} reference sets")
+    if flavour == "coco":
+        return coco_bleu_tokens(
+            [ptb_tokenize(h) for h in hypotheses], [[ptb_tokenize(r) for r in rs] for rs in refs], n
+        )
+    if flavour == "sacrebleu-13a":
+        from giqa.errors import require
+
+        sacrebleu = require("sacrebleu", "bench")
+        if n != 4:
+            raise ValueError("the sacrebleu flavour computes BLEU-4 only")
+        width = max((len(rs) for rs in refs), default=1)
+        streams = [[rs[k] if k < len(rs) else None for rs in refs] for k in range(width)]
+        res = sacrebleu.corpus_bleu(list(hypotheses), streams, tokenize="13a")
+        cum, bleus = 1.0, []
+        for k, p in enumerate(res.precisions):
+            cum *= p / 100.0
+            bleus.append(cum ** (1.0 / (k + 1)) * res.bp)
+        ratio = res.sys_len / res.ref_len if res.ref_len else 0.0
+        return BleuResult(res.score / 100.0, tuple(bleus), ratio, "sacrebleu-13a")
+    raise ValueError(f"unknown BLEU flavour {flavour!r}; choose one of {', '.join(FLAVOURS)}")

@@ -1,0 +1,85 @@
+"""Building GIQA-160K: source readers, dataset writers, statistics.
+
+* Readers (stream the published files, yield DES input items
+  ``{"image", "description", "source", "source_id"}``):
+  :class:`QPathwayReader` / :func:`read_qpathway` (Q-Instruct's ``cleaned_labels.json``) and
+  :class:`DQ495KReader` / :func:`read_dq495k` (DataDepictQA metas).
+* Writers: :func:`export_samples` to LLaVA JSON, JSON Lines, Parquet or a Hugging Face
+  ``datasets`` directory (atomic: ``<path>.incomplete`` renamed on success);
+  :func:`load_samples` reads any of them back.
+* Statistics: :func:`dataset_stats` (Table 1) and :func:`box_area_histogram` (Fig. 6).
+
+Balancing lives in :func:`giqa.pipeline.balance_vqa`; the Ray runner in
+``giqa.pipeline.ray_runner``. Nothing heavy (pyarrow, datasets, matplotlib) is imported until
+a function needs it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__all__ = [
+    "SOURCE_NAMES",
+    "SourceItem",
+    "RecordError",
+    "RecordParseError",
+    "QPathwayReader",
+    "read_qpathway",
+    "DQ495KReader",
+    "read_dq495k",
+    "iter_json_records",
+    "FORMATS",
+    "export_samples",
+    "write_llava_json",
+    "write_jsonl",
+    "write_parquet",
+    "write_hf_dataset",
+    "load_samples",
+    "iter_samples",
+    "read_llava_json",
+    "DatasetStats",
+    "dataset_stats",
+    "box_areas",
+    "area_histogram",
+    "box_area_histogram",
+]
+
+_LAZY = {
+    "SOURCE_NAMES": "giqa.data.sources",
+    "SourceItem": "giqa.data.sources",
+    "RecordError": "giqa.data.sources",
+    "RecordParseError": "giqa.data.sources",
+    "QPathwayReader": "giqa.data.qpathway",
+    "read_qpathway": "giqa.data.qpathway",
+    "DQ495KReader": "giqa.data.dq495k",
+    "read_dq495k": "giqa.data.dq495k",
+    "iter_json_records": "giqa.data.jsonstream",
+    "FORMATS": "giqa.data.writers",
+    "export_samples": "giqa.data.writers",
+    "write_llava_json": "giqa.data.writers",
+    "write_jsonl": "giqa.data.writers",
+    "write_parquet": "giqa.data.writers",
+    "write_hf_dataset": "giqa.data.writers",
+    "load_samples": "giqa.data.writers",
+    "iter_samples": "giqa.data.writers",
+    "read_llava_json": "giqa.data.writers",
+    "DatasetStats": "giqa.data.stats",
+    "dataset_stats": "giqa.data.stats",
+    "box_areas": "giqa.data.stats",
+    "area_histogram": "giqa.data.stats",
+    "box_area_histogram": "giqa.data.stats",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'giqa.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(_LAZY))

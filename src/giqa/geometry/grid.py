@@ -1,0 +1,256 @@
+"""The paper's discrete box encoding: a box as the grid cells of its two corners.
+
+The image is cut into ``n`` columns and ``m`` rows, numbered row-major from the top-left cell:
+``idx = row * n + col`` in ``[0, n*m)``. A box ``(x1, y1, x2, y2)`` becomes
+``(idx_l, idx_r)``, the cells holding its top-left and bottom-right corners, and a pair decodes
+to the cell centres ``x = (idx % n + 0.5) / n``, ``y = (idx // n + 0.5) / m``.
+
+Rules where the paper is silent (see docs/geometry.md):
+
+* Cell of a coordinate ``v`` on an axis with ``k`` cells: the number of boundaries
+  ``b_j = j / k`` (``j = 1 .. k-1``, each rounded to the input's float type) with ``b_j <= v``.
+  That is ``floor(v * k)`` computed without float error: ``0.29`` with ``n = 100`` is cell 29
+  even though ``0.29 * 100 == 28.999999999999996``. A coordinate on a boundary belongs to the
+  cell after it; ``v = 1.0`` stays in the last cell (``k - 1``).
+* Swapped corners are mended per axis: ``idx_l`` uses ``min(x1, x2), min(y1, y2)`` and
+  ``idx_r`` the maxima.
+* Coordinates must be finite and in ``[0, 1]``; up to 1e-6 outside is clamped (float noise),
+  anything else raises :class:`giqa.errors.InvalidBoxError`.
+* Indices must be integers in ``[0, n*m)``; others raise :class:`giqa.errors.GridIndexError`
+  naming the value.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from typing import Any
+
+import numpy as np
+
+from giqa.errors import GridIndexError, InvalidBoxError
+
+__all__ = ["GridCodec"]
+
+_TOL = 1e-6
+_MAX_CELLS_PER_AXIS = 1 << 20
+# Up to this many rows a plain-Python loop beats a kernel call (and needs no Numba at all,
+# which keeps Box.to_grid and the text codec free of the Numba import).
+_SMALL = 16
+_PAR_ROWS = 1 << 15
+
+_k = None
+
+
+def _kernels():
+    global _k
+    if _k is None:
+        from giqa.geometry import _grid_kernels
+
+        _k = _grid_kernels
+    return _k
+
+
+def _py_cell(v: float, bounds: list, k: int) -> int:
+    """Same rule as the kernel: ``bounds[j] = j / k`` in the input dtype, ``bounds[k] = inf``."""
+    c = min(int(v * k), k - 1)
+    if v < bounds[c]:
+        c -= 1
+    elif v >= bounds[c + 1]:
+        c += 1
+    return c
+
+
+class GridCodec:
+    """Encode boxes as ``(idx_l, idx_r)`` grid-cell pairs and decode them to cell centres.
+
+    Parameters
+    ----------
+    n : int
+        Columns (cells along x), ``1 <= n <= 2**20``. The paper uses 20.
+    m : int
+        Rows (cells along y), ``1 <= m <= 2**20``. The paper uses 20.
+
+    Examples
+    --------
+    >>> codec = GridCodec(20, 20)
+    >>> codec.encode([[0.775, 0.075, 0.975, 0.775]]).tolist()
+    [[35, 319]]
+    >>> codec.decode([[35, 319]]).round(3).tolist()
+    [[0.775, 0.075, 0.975, 0.775]]
+    """
+
+    __slots__ = ("n", "m", "_tables")
+
+    def __init__(self, n: int = 20, m: int = 20) -> None:
+        for name, v in (("n", n), ("m", m)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise TypeError(f"grid size {name} must be an int, got {v!r}")
+            if not 1 <= v <= _MAX_CELLS_PER_AXIS:
+                raise ValueError(f"grid size {name}={v} must lie in [1, {_MAX_CELLS_PER_AXIS}]")
+        self.n = int(n)
+        self.m = int(m)
+        self._tables: dict = {}
+
+    # -- identity --------------------------------------------------------------------------
+    @property
+    def cells(self) -> int:
+        """Number of cells, ``n * m``; valid indices are ``0 .. cells - 1``."""
+        return self.n * self.m
+
+    def __repr__(self) -> str:
+        return f"GridCodec(n={self.n}, m={self.m})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, GridCodec) and (self.n, self.m) == (other.n, other.m)
+
+    def __hash__(self) -> int:
+        return hash((GridCodec, self.n, self.m))
+
+    def _bounds(self, dtype: np.dtype):
+        """Cell boundaries ``j / k`` (j < k) then ``inf``, in ``dtype``; as arrays and lists.
+
+        Computed in float64 and rounded once to ``dtype``, so ``np.float32(j / k)`` (how a user
+        gets a float32 coordinate) is exactly a float32 boundary.
+        """
+        t = self._tables.get(dtype)
+        if t is None:
+            bx = np.append(np.arange(self.n, dtype=np.float64) / self.n, np.inf).astype(dtype)
+            by = np.append(np.arange(self.m, dtype=np.float64) / self.m, np.inf).astype(dtype)
+            t = (bx, by, bx.tolist(), by.tolist())
+            self._tables[dtype] = t
+        return t
+
+    # -- arrays ----------------------------------------------------------------------------
+    def encode(self, boxes: Any, *, parallel: bool | None = None) -> np.ndarray:
+        """Boxes ``(N, 4)`` normalised ``xyxy`` -> ``(N, 2)`` int64 ``(idx_l, idx_r)``.
+
+        float32 input is compared against float32 cell boundaries (so ``np.float32(0.29)`` is
+        cell 29 of 100 as well), float64 against float64; integers are read as float64.
+        ``parallel`` forces the kernel choice (default: parallel from 32768 rows).
+        Raises ``ValueError`` for a wrong shape and :class:`InvalidBoxError` for a NaN, inf or
+        out-of-``[0, 1]`` coordinate.
+        """
+        from giqa.geometry._validate import as_boxes
+
+        arr = as_boxes(boxes)
+        rows = arr.shape[0]
+        out = np.empty((rows, 2), np.int64)
+        if rows == 0:
+            return out
+        bx, by, bxl, byl = self._bounds(arr.dtype)
+        n, m = self.n, self.m
+        if rows <= _SMALL and parallel is None:
+            for i, row in enumerate(arr.tolist()):
+                out[i] = self._encode_py(row, bxl, byl, i)
+            return out
+        t = arr.dtype.type
+        k = _kernels()
+        fn = k.encode_parallel if (rows >= _PAR_ROWS if parallel is None else parallel) else k.encode_serial
+        lo, hi = t(-_TOL), t(1 + _TOL)
+        nbad = fn(arr, bx, by, t(n), t(m), n, m, lo, hi, t(0), t(1), out)
+        if nbad:
+            ok = ((arr >= lo) & (arr <= hi)).all(axis=1)  # False for NaN too
+            bad = int(np.flatnonzero(~ok)[0])
+            self._encode_py(arr[bad].tolist(), bxl, byl, bad)  # raises with the reason
+            raise InvalidBoxError(f"boxes[{bad}] = {tuple(arr[bad].tolist())} is not a valid box")
+        return out
+
+    def decode(self, indices: Any, *, parallel: bool | None = None) -> np.ndarray:
+        """Index pairs ``(N, 2)`` -> ``(N, 4)`` float64 cell-centre boxes ``xyxy``.
+
+        ``x = (idx % n + 0.5) / n`` and ``y = (idx // n + 0.5) / m`` for each of the two
+        indices. Raises ``ValueError`` for a wrong shape, ``TypeError`` for non-integer input
+        and :class:`GridIndexError` naming the first index outside ``[0, n*m)``.
+        """
+        arr = indices if type(indices) is np.ndarray else np.asarray(indices)
+        if arr.ndim != 2 or arr.shape[1] != 2:
+            if arr.ndim == 1 and arr.shape[0] == 0:
+                arr = arr.reshape(0, 2)
+            else:
+                raise ValueError(f"indices: expected (N, 2) index pairs (idx_l, idx_r), got {arr.shape}")
+        rows = arr.shape[0]
+        out = np.empty((rows, 4), np.float64)
+        if rows == 0:
+            return out
+        if arr.dtype.kind not in "iu":
+            if arr.dtype.kind == "O":
+                self._check_objects(arr)
+            raise TypeError(f"indices: expected integers, got dtype {arr.dtype}")
+        if arr.dtype.kind == "u" and arr.dtype.itemsize == 8 and int(arr.max()) >= self.cells:
+            self._raise_index(arr)
+        if arr.dtype != np.int64 or not arr.flags.c_contiguous:
+            arr = np.ascontiguousarray(arr, dtype=np.int64)
+        if rows <= _SMALL and parallel is None:
+            for i, (l, r) in enumerate(arr.tolist()):
+                out[i] = self.decode_pair(l, r)
+            return out
+        k = _kernels()
+        fn = k.decode_parallel if (rows >= _PAR_ROWS if parallel is None else parallel) else k.decode_serial
+        bad = fn(arr, self.n, self.m, out)
+        if bad < rows:
+            self._raise_index(arr[bad : bad + 1], offset=bad)
+        return out
+
+    # -- scalars (the text codec's path; pure Python, no Numba) --------------------------------
+    def encode_box(self, x1: float, y1: float, x2: float, y2: float) -> tuple[int, int]:
+        """One box -> ``(idx_l, idx_r)`` (same rules as :meth:`encode`, float64)."""
+        _, _, bxl, byl = self._bounds(np.dtype(np.float64))
+        row = [float(x1), float(y1), float(x2), float(y2)]
+        return self._encode_py(row, bxl, byl, None)
+
+    def decode_pair(self, idx_l: int, idx_r: int) -> tuple[float, float, float, float]:
+        """One pair ``<idx_l, idx_r>`` -> cell-centre box ``(x1, y1, x2, y2)`` as floats."""
+        n, m = self.n, self.m
+        out = []
+        for v in (idx_l, idx_r):
+            if isinstance(v, bool):
+                raise GridIndexError(f"grid index {v!r} is not an integer")
+            try:
+                i = operator.index(v)
+            except TypeError:
+                raise GridIndexError(f"grid index {v!r} is not an integer") from None
+            if not 0 <= i < n * m:
+                raise GridIndexError(
+                    f"grid index {i} lies outside [0, {n * m}) of a {n} x {m} grid (n columns x m rows)"
+                )
+            out.append((i % n + 0.5) / n)
+            out.append((i // n + 0.5) / m)
+        return out[0], out[1], out[2], out[3]
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _encode_py(self, row: list, bxl: list, byl: list, i: int | None) -> tuple[int, int]:
+        where = "box" if i is None else f"boxes[{i}]"
+        for name, v in zip(("x1", "y1", "x2", "y2"), row):
+            if not math.isfinite(v):
+                raise InvalidBoxError(f"{where}: {name}={v} is not finite")
+            if not -_TOL <= v <= 1 + _TOL:
+                raise InvalidBoxError(
+                    f"{where}: {name}={v} lies outside [0, 1]; the grid codec needs normalised xyxy"
+                )
+        x1, y1, x2, y2 = (min(max(v, 0.0), 1.0) for v in row)
+        n, m = self.n, self.m
+        xl, xr = (x1, x2) if x1 <= x2 else (x2, x1)
+        yl, yr = (y1, y2) if y1 <= y2 else (y2, y1)
+        return (
+            _py_cell(yl, byl, m) * n + _py_cell(xl, bxl, n),
+            _py_cell(yr, byl, m) * n + _py_cell(xr, bxl, n),
+        )
+
+    def _raise_index(self, arr: np.ndarray, offset: int = 0) -> None:
+        cells = self.cells
+        for i, pair in enumerate(arr.tolist()):
+            for v in pair:
+                if not 0 <= v < cells:
+                    raise GridIndexError(
+                        f"grid index {v} (row {i + offset}) lies outside [0, {cells}) of a "
+                        f"{self.n} x {self.m} grid (n columns x m rows)"
+                    )
+        raise GridIndexError("grid index out of range")  # not reached: the kernel saw a bad row
+
+    def _check_objects(self, arr: np.ndarray) -> None:
+        for i, pair in enumerate(arr.tolist()):
+            for v in pair:
+                if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                    raise GridIndexError(f"grid index {v!r} (row {i}) is not an integer")
+        self._raise_index(arr)

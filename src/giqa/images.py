@@ -1,0 +1,164 @@
+"""Safe image loading: paths confined to a dataset root, every pixel format to 8-bit RGB.
+
+Policy (documented in docs/pipeline.md):
+
+- Paths are relative to a dataset root. A path that resolves outside the root (``..``, an
+  absolute path elsewhere, a symlink pointing out) raises :class:`giqa.errors.ImageError`.
+- Missing, unreadable, truncated or non-image files raise ``ImageError``.
+- An image with more than ``max_pixels`` pixels (read from the header, before decoding) is
+  rejected with ``ImageError`` (decompression-bomb guard). A decoded image whose longer side
+  exceeds ``max_side`` is downscaled (aspect kept; JPEGs are decoded at reduced scale). Boxes
+  are normalised, so downscaling does not change them.
+- EXIF orientation is applied. Modes become RGB: L/1/P/CMYK/YCbCr/LAB/HSV via PIL; RGBA, LA,
+  PA and palette transparency are composited on white; 16-bit (I;16*) is scaled by 1/257;
+  32-bit integer (I) and float (F) images are min-max scaled to 0..255.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+from giqa.errors import ImageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from PIL.Image import Image
+
+__all__ = ["resolve_image_path", "read_image_bytes", "load_image", "to_rgb", "check_image_header"]
+
+DEFAULT_MAX_PIXELS = 64_000_000
+DEFAULT_MAX_SIDE = 2048
+
+
+def resolve_image_path(root: str | os.PathLike[str] | None, path: str | os.PathLike[str]) -> Path:
+    """``root / path`` resolved (symlinks followed) and checked to lie inside ``root``.
+
+    ``root=None`` means the current directory. Raises :class:`ImageError` on an empty path, a
+    NUL byte, or a path whose resolved form is outside the resolved root.
+    """
+    spath = os.fspath(path)
+    if not isinstance(spath, str) or not spath.strip():
+        raise ImageError("empty image path")
+    if "\x00" in spath:
+        raise ImageError(f"image path {spath!r} contains a NUL byte")
+    base = Path(root if root is not None else ".").resolve()
+    try:
+        full = (base / spath).resolve()
+    except (OSError, RuntimeError) as exc:  # symlink loops
+        raise ImageError(f"image path {spath!r} cannot be resolved: {exc}") from exc
+    if full != base and base not in full.parents:
+        raise ImageError(f"image path {spath!r} escapes the dataset root {str(base)!r}")
+    return full
+
+
+def read_image_bytes(root: str | os.PathLike[str] | None, path: str | os.PathLike[str]) -> bytes:
+    """The raw bytes of the image at ``path`` under ``root`` (confined; ImageError if missing)."""
+    full = resolve_image_path(root, path)
+    try:
+        return full.read_bytes()
+    except FileNotFoundError as exc:
+        raise ImageError(f"image not found: {os.fspath(path)!r}") from exc
+    except IsADirectoryError as exc:
+        raise ImageError(f"image path is a directory: {os.fspath(path)!r}") from exc
+    except OSError as exc:
+        raise ImageError(f"cannot read image {os.fspath(path)!r}: {exc}") from exc
+
+
+def _open(source, name: str) -> "Image":
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(source)
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"image {name!r} is too large to open safely: {exc}") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageError(f"image {name!r} is not a readable image file (corrupt or unsupported)") from exc
+    except FileNotFoundError as exc:
+        raise ImageError(f"image not found: {name!r}") from exc
+    except OSError as exc:
+        raise ImageError(f"cannot open image {name!r}: {exc}") from exc
+
+
+def check_image_header(im: "Image", name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """Raise :class:`ImageError` for a zero-sized image or one above ``max_pixels``."""
+    w, h = im.size
+    if w <= 0 or h <= 0:
+        raise ImageError(f"image {name!r} has an empty size {w}x{h}")
+    if w * h > max_pixels:
+        raise ImageError(
+            f"image {name!r} is {w}x{h} = {w * h} pixels, above the limit of {max_pixels} "
+            "(decompression-bomb guard; raise max_pixels to allow it)"
+        )
+
+
+def to_rgb(im: "Image") -> "Image":
+    """Any PIL mode -> ``RGB`` (8 bits per channel); transparency composited on white."""
+    from PIL import Image
+
+    mode = im.mode
+    if mode == "RGB":
+        return im
+    if mode == "P" and "transparency" in im.info:
+        im, mode = im.convert("RGBA"), "RGBA"
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if mode.startswith("I;16"):
+        import numpy as np
+
+        arr = np.asarray(im, dtype=np.uint32)
+        return Image.fromarray((arr // 257).astype(np.uint8), mode="L").convert("RGB")
+    if mode in ("I", "F"):
+        import numpy as np
+
+        arr = np.asarray(im, dtype=np.float64)
+        lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+        scaled = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
+        return Image.fromarray(np.clip(scaled + 0.5, 0, 255).astype(np.uint8), mode="L").convert("RGB")
+    try:
+        return im.convert("RGB")
+    except (ValueError, OSError) as exc:
+        raise ImageError(f"cannot convert image mode {mode!r} to RGB: {exc}") from exc
+
+
+def load_image(
+    root: str | os.PathLike[str] | None,
+    path: str | os.PathLike[str],
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_side: Optional[int] = DEFAULT_MAX_SIDE,
+) -> "Image":
+    """Load ``root / path`` as an RGB ``PIL.Image`` (fully decoded, EXIF orientation applied).
+
+    Raises :class:`ImageError` for every bad input (see the module docstring for the policy).
+    """
+    from PIL import Image, ImageOps
+
+    full = resolve_image_path(root, path)
+    name = os.fspath(path)
+    if not full.exists():
+        raise ImageError(f"image not found: {name!r}")
+    if full.is_dir():
+        raise ImageError(f"image path is a directory: {name!r}")
+    im = _open(full, name)
+    try:
+        check_image_header(im, name, max_pixels)
+        if max_side is not None and im.format == "JPEG" and max(im.size) > 2 * max_side:
+            im.draft("RGB", (max_side, max_side))  # decode at 1/2, 1/4 or 1/8 scale
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im.load()
+            im = ImageOps.exif_transpose(im) or im
+        im = to_rgb(im)
+        if max_side is not None and max(im.size) > max_side:
+            im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+        return im
+    except ImageError:
+        raise
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise ImageError(f"image {name!r} is corrupt or truncated: {exc}") from exc

@@ -1,0 +1,276 @@
+"""Shared loading helpers for the transformers-based backends (torch imported lazily).
+
+- :func:`pick_device` / :func:`pick_dtype`: the ``"auto"`` choices of :class:`HFSettings`.
+- :func:`from_pretrained`: ``cls.from_pretrained`` with revision/cache/offline settings,
+  ``trust_remote_code=False`` unless the settings say otherwise, errors wrapped as
+  :class:`giqa.errors.BackendError` naming the checkpoint and what to do.
+- :class:`HFBackend`: the lazy-loading base (``load()``, ``close()``, context manager).
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+from pathlib import Path
+from typing import Any, Optional, TypeVar
+
+from pydantic import BaseModel
+
+from giqa.errors import BackendError, GiqaError, require
+from giqa.models.settings import BackendSettings, HFSettings
+
+__all__ = [
+    "torch_module",
+    "transformers_module",
+    "pick_device",
+    "pick_dtype",
+    "from_pretrained",
+    "detect_random_weights",
+    "resolve_settings",
+    "HFBackend",
+    "as_rgb_images",
+    "batches",
+]
+
+S = TypeVar("S", bound=BaseModel)
+
+
+def torch_module():
+    return require("torch", "models")
+
+
+def transformers_module():
+    return require("transformers", "models")
+
+
+def resolve_settings(cls: type[S], settings: Optional[Any], overrides: dict[str, Any]) -> S:
+    """``settings`` (a ``cls`` instance, a mapping or None) updated with keyword ``overrides``."""
+    if settings is None:
+        data: dict[str, Any] = {}
+    elif isinstance(settings, BaseModel):
+        data = settings.model_dump(exclude_unset=True)
+    elif isinstance(settings, dict):
+        data = dict(settings)
+    else:
+        raise TypeError(f"settings must be {cls.__name__}, a dict or None, got {type(settings).__name__}")
+    data.update(overrides)
+    return cls.model_validate(data)
+
+
+def detect_random_weights(settings: BackendSettings) -> bool:
+    """The explicit ``random_weights`` flag, else whether ``model_id`` is a giqa tiny build."""
+    if settings.random_weights is not None:
+        return settings.random_weights
+    from giqa.models.tiny import is_tiny_random
+
+    path = Path(settings.model_id).expanduser()
+    return path.is_dir() and is_tiny_random(path)
+
+
+def pick_device(name: str = "auto"):
+    """``torch.device`` for ``"auto"`` (CUDA, then MPS, then CPU) or an explicit name."""
+    torch = torch_module()
+    if name != "auto":
+        try:
+            device = torch.device(name)
+        except (RuntimeError, TypeError) as exc:
+            raise ValueError(f"unknown device {name!r} (use auto, cpu, cuda, cuda:N or mps)") from exc
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise BackendError(f"device {name!r} requested but CUDA is not available")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def pick_dtype(name: str, device) -> Any:
+    """``torch.dtype`` for ``name``; ``"auto"``: bf16 on capable CUDA, fp16 on other CUDA, else fp32."""
+    torch = torch_module()
+    if name != "auto":
+        return getattr(torch, name)
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def from_pretrained(cls: Any, settings: HFSettings, **kwargs: Any) -> Any:
+    """``cls.from_pretrained(settings.model_id, ...)`` with giqa's safety and offline defaults.
+
+    A local directory is loaded as is; a hub id is looked up in the local cache only when
+    offline (``HF_HUB_OFFLINE=1`` or ``local_files_only=True``). Failures raise
+    :class:`BackendError` (chained) naming the checkpoint.
+    """
+    model_id = settings.model_id
+    path = Path(model_id).expanduser()
+    source = str(path) if path.is_dir() else model_id
+    opts: dict[str, Any] = {"trust_remote_code": settings.trust_remote_code}
+    if settings.revision is not None and not path.is_dir():
+        opts["revision"] = settings.revision
+    if settings.cache_dir is not None:
+        opts["cache_dir"] = settings.cache_dir
+    if settings.offline():
+        opts["local_files_only"] = True
+    opts.update(kwargs)
+    try:
+        return cls.from_pretrained(source, **opts)
+    except GiqaError:
+        raise
+    except Exception as exc:  # transformers raises OSError, ValueError, KeyError, ...
+        hint = ""
+        if not path.is_dir() and settings.offline():
+            hint = (
+                " (offline: the checkpoint is not in the local Hugging Face cache; download it "
+                "with network access first, or pass a local directory as model_id)"
+            )
+        raise BackendError(
+            f"could not load {getattr(cls, '__name__', cls)} from {model_id!r}: {exc}{hint}"
+        ) from exc
+
+
+class HFBackend:
+    """Base of the transformers backends: settings, lazy load, ``close()``, context manager.
+
+    Subclasses set ``settings_cls`` and implement ``_load()`` (which fills their model
+    attributes) and ``_release()`` (which drops them). ``model_id`` and ``random_weights`` are
+    known before anything is loaded.
+    """
+
+    settings_cls: type[HFSettings] = HFSettings
+
+    def __init__(self, settings: Optional[Any] = None, **overrides: Any) -> None:
+        self.settings = resolve_settings(self.settings_cls, settings, overrides)
+        self.model_id = self.settings.model_id
+        self.random_weights = detect_random_weights(self.settings)
+        self._loaded = False
+        self._lock = threading.Lock()
+        self.device = None
+        self.dtype = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def load(self) -> "HFBackend":
+        """Load the model now (otherwise the first call loads it). Idempotent."""
+        with self._lock:
+            if not self._loaded:
+                self.device = pick_device(self.settings.device)
+                self.dtype = pick_dtype(self.settings.dtype, self.device)
+                self._load()
+                self._loaded = True
+        return self
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded
+
+    def close(self) -> None:
+        """Release the model (and GPU memory). A later call loads it again."""
+        with self._lock:
+            if self._loaded:
+                self._release()
+                self._loaded = False
+                gc.collect()
+                torch = torch_module()
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "loaded" if self._loaded else "not loaded"
+        return f"{type(self).__name__}(model_id={self.model_id!r}, random_weights={self.random_weights}, {state})"
+
+    # -- subclass hooks ----------------------------------------------------------------------
+    def _load(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _release(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def as_rgb_images(images: Any, what: str = "images") -> list[Any]:
+    """Check ``images`` is a sequence of ``PIL.Image.Image`` and return them in RGB mode."""
+    from PIL import Image
+
+    from giqa.errors import ImageError
+
+    if isinstance(images, (str, bytes)) or not hasattr(images, "__len__"):
+        raise TypeError(f"{what} must be a sequence of PIL images, got {type(images).__name__}")
+    out = []
+    for i, im in enumerate(images):
+        if not isinstance(im, Image.Image):
+            raise TypeError(f"{what}[{i}] must be a PIL.Image.Image, got {type(im).__name__}")
+        if im.width < 1 or im.height < 1:
+            raise ImageError(f"{what}[{i}] is empty ({im.width}x{im.height})")
+        out.append(im if im.mode == "RGB" else im.convert("RGB"))
+    return out
+
+
+def batches(n: int, size: int):
+    """``range`` slices ``[0, size), [size, 2*size), ...`` covering ``n`` items."""
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))
+
+
+# -- LLaVA-style image-text models ------------------------------------------------------------
+_FALLBACK_LLAVA_PROMPT = "USER: <image>\n{prompt} ASSISTANT:"
+
+
+class ImageTextBackend(HFBackend):
+    """Shared loading and prompting of LLaVA-style models (``AutoModelForImageTextToText``).
+
+    Loads any local directory or hub id whose processor has an image processor and a
+    tokenizer. Prompts go through the processor's chat template as one user turn
+    ``[image, text]`` with the generation prompt; a processor without a template gets the
+    LLaVA-1.5 format ``USER: <image>\\n{prompt} ASSISTANT:``.
+    """
+
+    def _load(self) -> None:
+        transformers = transformers_module()
+        self.processor = from_pretrained(transformers.AutoProcessor, self.settings)
+        tok = getattr(self.processor, "tokenizer", None)
+        if tok is None or getattr(self.processor, "image_processor", None) is None:
+            raise BackendError(f"{self.model_id!r} has no image+text processor (is it a LLaVA-style checkpoint?)")
+        tok.padding_side = "left"
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        self.model = from_pretrained(transformers.AutoModelForImageTextToText, self.settings, dtype=self.dtype)
+        self.model.to(self.device).eval()
+
+    def _release(self) -> None:
+        del self.model, self.processor
+
+    def prompt(self, text: str) -> str:
+        """The full model prompt (with image placeholder and generation prompt) for ``text``."""
+        if getattr(self.processor, "chat_template", None):
+            conv = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
+            return self.processor.apply_chat_template(conv, add_generation_prompt=True, tokenize=False)
+        return _FALLBACK_LLAVA_PROMPT.format(prompt=text)
+
+    def encode(self, images: list[Any], texts: list[str]) -> dict[str, Any]:
+        """Processor inputs on the model's device; left padding, ``position_ids`` from the mask."""
+        prompts = [self.prompt(t) for t in texts]
+        enc = self.processor(images=images, text=prompts, return_tensors="pt", padding=True)
+        inputs = {k: (v.to(self.device) if hasattr(v, "to") else v) for k, v in enc.items()}
+        if "pixel_values" in inputs and inputs["pixel_values"].is_floating_point():
+            inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
+        return inputs
+
+
+def check_pairs(images: Any, texts: Any, what: str) -> tuple[list[Any], list[str]]:
+    """RGB images and their texts, checked to be the same length."""
+    images = as_rgb_images(images)
+    if isinstance(texts, (str, bytes)) or not hasattr(texts, "__len__"):
+        raise TypeError(f"{what} must be a list of strings")
+    texts = list(texts)
+    if len(images) != len(texts):
+        raise ValueError(f"{len(images)} images but {len(texts)} {what}")
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise TypeError(f"{what}[{i}] must be a string, got {type(t).__name__}")
+    return images, texts

@@ -1,0 +1,246 @@
+"""Named sets of backends: ``paper``, ``small`` and ``tiny-random``.
+
+>>> from giqa.models.presets import load_preset, preset_available_locally
+>>> name = "small" if preset_available_locally("small") else "tiny-random"
+>>> backends = load_preset(name)              # nothing is loaded until first use
+>>> backends.detector.detect([image], [["the blurry sky"]])   # doctest: +SKIP
+>>> backends.close()
+
+- ``paper``: the models the paper used, or their closest public transformers checkpoints:
+  Grounding DINO base, Llama-3-8B-Instruct, LLaVA-1.5-7B as the Yes/No quality filter
+  (Q-Instruct's role) and as the VLM, all-MiniLM-L6-v2.
+- ``small``: the smallest public checkpoints that still do each job (a laptop, a few GB):
+  Grounding DINO tiny, Qwen2.5-0.5B-Instruct, LLaVA-Interleave-Qwen-0.5B, all-MiniLM-L6-v2.
+- ``tiny-random``: random-weight models built from configs into a cache directory, offline,
+  in seconds (:mod:`giqa.models.tiny`). Every backend reports ``random_weights=True``.
+
+This module imports nothing heavy; the tiny models are built by :func:`load_preset`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from giqa.errors import GiqaError, RegistryError
+from giqa.models.registry import create
+
+__all__ = ["ROLES", "PRESETS", "PresetSpec", "Backends", "load_preset", "preset_available_locally", "default_cache_dir"]
+
+ROLES = ("detector", "llm", "filter", "embedder", "vlm")
+_KIND = {"detector": "detector", "llm": "llm", "filter": "filter", "embedder": "embedder", "vlm": "vlm"}
+
+
+@dataclass(frozen=True)
+class PresetSpec:
+    """Per role: ``(registry name, settings)``; ``description`` says what it is for."""
+
+    name: str
+    description: str
+    roles: Mapping[str, tuple[str, Mapping[str, Any]]]
+
+
+_MINILM = ("sentence-transformers", {"model_id": "sentence-transformers/all-MiniLM-L6-v2"})
+
+PRESETS: dict[str, PresetSpec] = {
+    "paper": PresetSpec(
+        "paper",
+        "the paper's models or their closest public checkpoints (GPU with >= 24 GB advised)",
+        {
+            "detector": ("grounding-dino", {"model_id": "IDEA-Research/grounding-dino-base"}),
+            "llm": ("transformers", {"model_id": "meta-llama/Meta-Llama-3-8B-Instruct"}),
+            "filter": ("llava", {"model_id": "llava-hf/llava-1.5-7b-hf"}),
+            "embedder": _MINILM,
+            "vlm": ("llava", {"model_id": "llava-hf/llava-1.5-7b-hf"}),
+        },
+    ),
+    "small": PresetSpec(
+        "small",
+        "the smallest public checkpoints that still do each job (runs on a laptop CPU)",
+        {
+            "detector": ("grounding-dino", {"model_id": "IDEA-Research/grounding-dino-tiny"}),
+            "llm": ("transformers", {"model_id": "Qwen/Qwen2.5-0.5B-Instruct"}),
+            "filter": ("llava", {"model_id": "llava-hf/llava-interleave-qwen-0.5b-hf"}),
+            "embedder": _MINILM,
+            "vlm": ("llava", {"model_id": "llava-hf/llava-interleave-qwen-0.5b-hf"}),
+        },
+    ),
+    "tiny-random": PresetSpec(
+        "tiny-random",
+        "random-weight models built from configs, offline (tests and demos; outputs are meaningless)",
+        {
+            "detector": ("grounding-dino", {"model_id": "{cache}/grounding_dino"}),
+            "llm": ("transformers", {"model_id": "{cache}/llama"}),
+            "filter": ("llava", {"model_id": "{cache}/llava"}),
+            "embedder": ("sentence-transformers", {"model_id": "{cache}/embedder"}),
+            "vlm": ("llava", {"model_id": "{cache}/llava"}),
+        },
+    ),
+}
+
+# Registry names whose backends load Hugging Face checkpoints (take ``device``/``dtype``).
+_HF_BACKENDS = {"grounding-dino", "transformers", "llava", "sentence-transformers"}
+
+
+@dataclass(frozen=True)
+class Backends:
+    """The five backends of a preset (built, weights loaded on first use) and ``close()``."""
+
+    preset: str
+    detector: Any
+    llm: Any
+    filter: Any
+    embedder: Any
+    vlm: Any
+
+    @property
+    def random_weights(self) -> bool:
+        """True when any backend runs random weights (samples must say so)."""
+        return any(getattr(b, "random_weights", False) for b in self._all())
+
+    def models(self) -> dict[str, str]:
+        """Role -> model id, for sample provenance."""
+        return {role: str(getattr(getattr(self, role), "model_id", "?")) for role in ROLES}
+
+    def _all(self) -> list[Any]:
+        return [getattr(self, role) for role in ROLES]
+
+    def close(self) -> None:
+        """Close every backend once (shared instances are closed once)."""
+        seen: set[int] = set()
+        for backend in self._all():
+            if id(backend) in seen:
+                continue
+            seen.add(id(backend))
+            close = getattr(backend, "close", None)
+            if callable(close):
+                close()
+
+    def __enter__(self) -> "Backends":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def default_cache_dir() -> Path:
+    """``$GIQA_CACHE_DIR`` or ``~/.cache/giqa`` (``$XDG_CACHE_HOME`` respected)."""
+    env = os.environ.get("GIQA_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "giqa"
+
+
+def _spec(name: str) -> PresetSpec:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise RegistryError(f"no preset named {name!r}; presets are {', '.join(PRESETS)}") from None
+
+
+def _build_tiny(cache: Path) -> None:
+    from giqa.models import tiny
+
+    tiny.build_tiny_grounding_dino(cache / "grounding_dino")
+    tiny.build_tiny_llama(cache / "llama")
+    tiny.build_tiny_llava(cache / "llava")
+    tiny.build_tiny_sentence_embedder(cache / "embedder")
+
+
+def load_preset(
+    name: str,
+    *,
+    cache_dir: Optional[os.PathLike | str] = None,
+    device: Optional[str] = None,
+    **overrides: Any,
+) -> Backends:
+    """Build the backends of preset ``name`` (weights load lazily, on first use).
+
+    ``overrides`` are keyed by role (``detector``, ``llm``, ``filter``, ``embedder``, ``vlm``):
+    a backend object replaces the preset's; a mapping updates its settings, and may name a
+    different registry backend with ``"backend"`` (e.g.
+    ``llm={"backend": "openai", "base_url": "http://gpu-box:8000/v1"}``). ``device`` applies to
+    every transformers backend. ``cache_dir`` is where ``tiny-random`` builds its models
+    (default :func:`default_cache_dir` ``/ "tiny-random-v1"``).
+    """
+    spec = _spec(name)
+    unknown = set(overrides) - set(ROLES)
+    if unknown:
+        raise TypeError(f"unknown override(s) {sorted(unknown)}; roles are {', '.join(ROLES)}")
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir() / "tiny-random-v1"
+    if name == "tiny-random":
+        _build_tiny(cache)
+    built: dict[str, Any] = {}
+    for role in ROLES:
+        override = overrides.get(role)
+        if override is not None and not isinstance(override, Mapping):
+            built[role] = override
+            continue
+        backend_name, settings = spec.roles[role]
+        settings = {k: (v.format(cache=cache) if isinstance(v, str) else v) for k, v in settings.items()}
+        if override is not None:
+            override = dict(override)
+            new_name = override.pop("backend", None)
+            if new_name is not None and new_name != backend_name:
+                backend_name, settings = new_name, {}
+            settings.update(override)
+        if device is not None and backend_name.split(".v")[0] in _HF_BACKENDS:
+            settings.setdefault("device", device)
+        try:
+            built[role] = create(_KIND[role], backend_name, **settings)
+        except GiqaError:
+            raise
+        except Exception as exc:
+            raise GiqaError(f"preset {name!r}: could not build the {role} backend {backend_name!r}: {exc}") from exc
+    return Backends(preset=name, **built)
+
+
+def _hf_cached(model_id: str, files: tuple[tuple[str, ...], ...], cache_dir: Optional[str]) -> bool:
+    """Whether, for each group of ``files``, one file is in the local HF cache (no network)."""
+    if Path(model_id).expanduser().is_dir():
+        return True
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    for group in files:
+        if not any(isinstance(try_to_load_from_cache(model_id, f, cache_dir=cache_dir), str) for f in group):
+            return False
+    return True
+
+
+_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+_NEEDS = {
+    "grounding-dino": (("config.json",), _WEIGHTS, ("preprocessor_config.json", "processor_config.json")),
+    "transformers": (("config.json",), _WEIGHTS, ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")),
+    "llava": (("config.json",), _WEIGHTS, ("preprocessor_config.json", "processor_config.json")),
+    "sentence-transformers": (("modules.json",), _WEIGHTS),
+}
+
+
+def preset_available_locally(name: str, *, hf_cache_dir: Optional[os.PathLike | str] = None) -> bool:
+    """Whether preset ``name`` can run offline now: its checkpoints are in the local Hugging Face
+    cache (``hf_cache_dir``, default the hub cache; checked on disk, no network), or, for
+    ``tiny-random``, torch, transformers and sentence-transformers are installed. Never
+    downloads anything."""
+    spec = _spec(name)
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("transformers") is None:
+        return False
+    if name == "tiny-random":
+        return importlib.util.find_spec("sentence_transformers") is not None
+    for role in ROLES:
+        backend_name, settings = spec.roles[role]
+        model_id = settings["model_id"]
+        if backend_name == "sentence-transformers":
+            from giqa.models.sentence_embedder import _MINILM_NAMES, bundled_minilm_path
+
+            if model_id in _MINILM_NAMES and bundled_minilm_path() is not None:
+                continue
+        cache = str(hf_cache_dir) if hf_cache_dir is not None else None
+        if not _hf_cached(model_id, _NEEDS[backend_name], cache):
+            return False
+    return True

@@ -1,0 +1,473 @@
+"""Hand-written linear scanner for giqa grounded text: ``[phrase](<a, b>, <c, d>)`` and
+``[phrase](0.12, 0.30, 0.55, 0.80; ...)``.
+
+Why not one big regex: model output is untrusted and often malformed; a backtracking pattern
+with nested optional groups can go quadratic or worse on inputs like ``"[a](<" * 200000``.
+Here the only regex is a single-character class used to jump to the next character that can
+start grounding syntax (``[ ] ( < \\n``); everything else is a forward scan. A failed attempt at
+a coordinate group stops at the first character the group grammar cannot contain, and such
+regions hold at most one trigger character, so every input character is looked at a bounded
+number of times: time is linear in the input size.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass, field
+from typing import Optional
+
+from giqa.errors import GridIndexError, InvalidBoxError, ParseError
+from giqa.types import Box
+from giqa.text.parsed import GroundedSpan, ParsedText
+
+__all__ = ["IssueLog", "TextBuilder", "grid_codec", "scan_giqa", "box_from_corners"]
+
+_TRIGGER = re.compile(r"[\[\]<(\n]")
+# The canonical grid group "(<a, b>, <c, d>)": every repetition starts with the fixed token
+# ", <" and digit runs are bounded, so a match attempt is linear (no ambiguous backtracking).
+_FAST_GRID = re.compile(r"\(<\d{1,9}, \d{1,9}>(?:, <\d{1,9}, \d{1,9}>)*\)")
+_INT = re.compile(r"\d+")
+_DIGITS = frozenset("0123456789")
+_NUM_CHARS = frozenset("0123456789.-")
+_GROUP_WS = frozenset(" \t\r\n")
+_SPACE = frozenset(" \t")
+# Longest digit run converted with int(); longer runs are out of range by construction
+# (and int() of a 5000-digit string raises on Python >= 3.11).
+_MAX_INT_DIGITS = 9
+
+
+@functools.lru_cache(maxsize=16)
+def grid_codec(n: int, m: int):
+    """The shared :class:`giqa.geometry.GridCodec` for an ``n`` x ``m`` grid."""
+    from giqa.geometry import GridCodec
+
+    return GridCodec(n, m)
+
+
+class IssueLog:
+    """Collects parse issues; in strict mode the first one raises :class:`ParseError`."""
+
+    def __init__(self, text: str, strict: bool) -> None:
+        self.text = text
+        self.strict = strict
+        self.all: list[str] = []
+
+    def add(self, pos: int, msg: str, sink: Optional[list[str]] = None) -> None:
+        if self.strict:
+            line = self.text.count("\n", 0, pos) + 1
+            col = pos - (self.text.rfind("\n", 0, pos) + 1) + 1
+            raise ParseError(f"{msg} (offset {pos}, line {line}, column {col})")
+        entry = f"offset {pos}: {msg}"
+        self.all.append(entry)
+        if sink is not None:
+            sink.append(entry)
+
+
+class TextBuilder:
+    """The clean text under construction (append-only, tracks its length)."""
+
+    __slots__ = ("parts", "length")
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.length = 0
+
+    def emit(self, s: str) -> None:
+        if s:
+            self.parts.append(s)
+            self.length += len(s)
+
+    def last_char(self) -> str:
+        return self.parts[-1][-1] if self.parts else ""
+
+    def build(self) -> str:
+        return "".join(self.parts)
+
+
+def box_from_corners(x1: float, y1: float, x2: float, y2: float) -> tuple[Box, bool]:
+    """A :class:`Box` from possibly swapped corners; returns ``(box, swapped)``.
+
+    Raises :class:`InvalidBoxError` when a coordinate is outside ``[0, 1]``.
+    """
+    swapped = x1 > x2 or y1 > y2
+    if x1 > x2:
+        x1, x2 = x2, x1
+    if y1 > y2:
+        y1, y2 = y2, y1
+    return Box.from_xyxy((x1, y1, x2, y2)), swapped
+
+
+# -- coordinate groups ---------------------------------------------------------------------
+
+
+@dataclass
+class _Group:
+    end: int
+    boxes: list[Box] = field(default_factory=list)
+    indices: list[tuple[int, int]] = field(default_factory=list)
+    issues: list[tuple[int, str]] = field(default_factory=list)
+
+
+class _Lexer:
+    """Lazy tokens of a coordinate group: numbers and ``< > , ;``, up to ``)``.
+
+    Tokens are scanned only as far as a reader asks, so a failed attempt costs only the
+    characters up to the failure. Without parentheses a group does not cross a line break.
+    """
+
+    __slots__ = ("s", "i", "has_paren", "toks", "closed", "stopped")
+
+    def __init__(self, s: str, i: int, has_paren: bool) -> None:
+        self.s, self.i, self.has_paren = s, i, has_paren
+        self.toks: list[tuple[str, int, int]] = []
+        self.closed = False
+        self.stopped = False
+
+    def _next(self) -> bool:
+        s, i, n = self.s, self.i, len(self.s)
+        while i < n:
+            c = s[i]
+            if c in _GROUP_WS:
+                if not self.has_paren and c not in _SPACE:
+                    break
+                i += 1
+            elif c in _NUM_CHARS:
+                j = i + 1
+                while j < n and s[j] in _NUM_CHARS:
+                    j += 1
+                self.toks.append(("num", i, j))
+                self.i = j
+                return True
+            elif c in "<>,;":
+                self.toks.append((c, i, i + 1))
+                self.i = i + 1
+                return True
+            elif c == ")" and self.has_paren:
+                self.closed = True
+                i += 1
+                break
+            else:
+                break
+        self.i = i
+        self.stopped = True
+        return False
+
+    def get(self, k: int) -> Optional[tuple[str, int, int]]:
+        while len(self.toks) <= k and not self.stopped:
+            self._next()
+        return self.toks[k] if k < len(self.toks) else None
+
+    def kind(self, k: int) -> str:
+        t = self.get(k)
+        return t[0] if t is not None else ""
+
+    def drain(self) -> None:
+        while not self.stopped:
+            self._next()
+
+    @property
+    def at_eof(self) -> bool:
+        return self.stopped and not self.closed and self.i >= len(self.s)
+
+
+def _int_value(tok: str) -> Optional[int]:
+    if not tok or not all(ch in _DIGITS for ch in tok):
+        return None
+    if len(tok) > _MAX_INT_DIGITS:
+        return 10**_MAX_INT_DIGITS  # out of range for every grid
+    return int(tok)
+
+
+def _float_value(tok: str) -> Optional[float]:
+    head, _, frac = tok.partition(".")
+    sign = ""
+    if head.startswith("-"):
+        sign, head = "-", head[1:]
+    if not (head or frac) or not all(ch in _DIGITS for ch in head + frac):
+        return None
+    if len(head) > 6:
+        return float("inf")
+    return float(f"{sign}{head or '0'}.{frac[:17] or '0'}")
+
+
+_TRUNCATED = "truncated coordinates at the end of the text"
+
+
+def _scan_group(s: str, j: int, *, after_phrase: bool, n: int, m: int) -> Optional[_Group]:
+    """Read a coordinate group starting at ``j`` (right after ``]``, or at a bare ``(``/``<``).
+
+    Returns None when there is no group there (the text is then left as it is).
+    """
+    size = len(s)
+    if after_phrase:
+        fast = _FAST_GRID.match(s, j)
+        if fast is not None:
+            g = _fast_grid(s, j, fast.end(), n, m)
+            if g is not None:
+                return g
+    k = j
+    while k < size and s[k] in _SPACE:
+        k += 1
+    if k >= size:
+        return None
+    has_paren = s[k] == "("
+    if not has_paren and s[k] != "<":
+        return None
+    lex = _Lexer(s, k + 1 if has_paren else k, has_paren)
+    first = lex.get(0)
+    if first is None:
+        if has_paren and after_phrase and lex.at_eof:
+            g = _Group(end=size)
+            g.issues.append((j, _TRUNCATED))
+            return g
+        return None
+    if first[0] == "<":
+        style = "grid"
+    elif first[0] == "num" and has_paren:
+        style = "norm" if "." in s[first[1]:first[2]] else "grid"
+        if style == "grid" and not after_phrase:
+            return None
+    else:
+        return None
+    g = _read_grid(s, lex, n, m) if style == "grid" else _read_norm(s, lex)
+    consumed = g.end  # end of the last complete box, or -1
+    if consumed < 0:
+        if has_paren and after_phrase:
+            lex.drain()
+            if lex.at_eof:
+                g.end = size
+                g.issues.append((j, _TRUNCATED))
+                return g
+        return None
+    if has_paren:
+        lex.drain()
+        if lex.closed:
+            if lex.toks and consumed < lex.toks[-1][2]:
+                g.issues.append((consumed, "unreadable content in the coordinates ignored"))
+            g.end = lex.i
+        elif lex.at_eof:
+            g.issues.append((j, _TRUNCATED + " (missing ')')"))
+            g.end = size
+        else:
+            g.issues.append((consumed, "missing ')'"))
+    else:
+        g.issues.append((j, "coordinates without parentheses"))
+    if lex.closed and not g.issues:
+        canonical = _canonical(s, lex.toks, style)
+        if canonical is not None and s[j:g.end] != canonical:
+            g.issues.append((j, f"non-canonical coordinate syntax {s[j:g.end]!r} (expected {canonical!r})"))
+    return g
+
+
+def _fast_grid(s: str, j: int, end: int, n: int, m: int) -> Optional[_Group]:
+    """The canonical group ``s[j:end]``; None when a box needs the slow path's care."""
+    codec = grid_codec(n, m)
+    cells = n * m
+    vals = [int(v) for v in _INT.findall(s, j, end)]
+    g = _Group(end=end)
+    for a, b in zip(vals[::2], vals[1::2]):
+        if a >= cells or b >= cells or a % n > b % n or a // n > b // n:
+            return None  # out of range or swapped: let the general reader report it
+        x1, y1, x2, y2 = codec.decode_pair(a, b)
+        # decode_pair of an ordered in-range pair is a valid box: skip re-validation
+        g.boxes.append(Box.model_construct(x1=x1, y1=y1, x2=x2, y2=y2))
+        g.indices.append((a, b))
+    return g
+
+
+def _canonical(s: str, toks, style: str) -> Optional[str]:
+    nums = [s[a:b] for kind, a, b in toks if kind == "num"]
+    if style == "grid":
+        if len(nums) % 2:
+            return None
+        body = ", ".join(f"<{nums[i]}, {nums[i + 1]}>" for i in range(0, len(nums), 2))
+    else:
+        if len(nums) % 4:
+            return None
+        body = "; ".join(", ".join(nums[i:i + 4]) for i in range(0, len(nums), 4))
+    return f"({body})"
+
+
+def _read_grid(s: str, lex: _Lexer, n: int, m: int) -> _Group:
+    g = _Group(end=-1)
+    codec = grid_codec(n, m)
+    cells = n * m
+    size = len(s)
+    p = 0
+    while True:
+        start_tok = lex.get(p)
+        if start_tok is None:
+            break
+        lt = start_tok[0] == "<"
+        q = p + 1 if lt else p
+        if not (lex.kind(q) == "num" and lex.kind(q + 1) == "," and lex.kind(q + 2) == "num"):
+            break
+        gt = lex.kind(q + 3) == ">"
+        last = lex.get(q + 3 if gt else q + 2)
+        if not gt and last[2] >= size:
+            break  # "<35, 3" cut by the end of the text: the number may be incomplete
+        p = q + 4 if gt else q + 3
+        g.end = last[2]
+        pos = start_tok[1]
+        if not (lt and gt):
+            g.issues.append((pos, "missing '<' or '>' around a box"))
+        a_tok, b_tok = lex.get(q), lex.get(q + 2)
+        a_txt, b_txt = s[a_tok[1]:a_tok[2]], s[b_tok[1]:b_tok[2]]
+        a, b = _int_value(a_txt), _int_value(b_txt)
+        if a is None or b is None:
+            g.issues.append((pos, f"grid indices must be integers, got <{a_txt}, {b_txt}>; box dropped"))
+        elif not (a < cells and b < cells):
+            g.issues.append(
+                (pos, f"grid index out of range [0, {cells}) in <{a_txt}, {b_txt}> on a {n}x{m} grid; box dropped")
+            )
+        else:
+            try:
+                x1, y1, x2, y2 = codec.decode_pair(a, b)
+            except GridIndexError as exc:  # pragma: no cover - range checked above
+                g.issues.append((pos, f"{exc}; box dropped"))
+            else:
+                box, swapped = box_from_corners(x1, y1, x2, y2)
+                if swapped:
+                    g.issues.append((pos, f"swapped corners in <{a}, {b}> mended"))
+                g.boxes.append(box)
+                g.indices.append((a, b))
+        sep = lex.kind(p)
+        if sep in (",", ";"):
+            if sep == ";":
+                g.issues.append((lex.get(p)[1], "';' between grid boxes (expected ',')"))
+            p += 1
+        elif sep == "<":
+            g.issues.append((lex.get(p)[1], "missing ',' between boxes"))
+        else:
+            break
+    return g
+
+
+def _read_norm(s: str, lex: _Lexer) -> _Group:
+    g = _Group(end=-1)
+    size = len(s)
+    p = 0
+    expect = ["num", ",", "num", ",", "num", ",", "num"]
+    while all(lex.kind(p + k) == e for k, e in enumerate(expect)):
+        toks = [lex.get(p + k) for k in (0, 2, 4, 6)]
+        if toks[-1][2] >= size and not lex.closed:
+            break  # the last number may be cut by the end of the text
+        pos = toks[0][1]
+        txt = [s[a:b] for _, a, b in toks]
+        p += 7
+        g.end = toks[-1][2]
+        vals = [_float_value(v) for v in txt]
+        if any(v is None for v in vals):
+            g.issues.append((pos, f"unreadable number in ({', '.join(txt)}); box dropped"))
+        else:
+            try:
+                box, swapped = box_from_corners(*vals)
+            except InvalidBoxError:
+                g.issues.append((pos, f"coordinates ({', '.join(txt)}) outside [0, 1]; box dropped"))
+            else:
+                if swapped:
+                    g.issues.append((pos, f"swapped corners in ({', '.join(txt)}) mended"))
+                g.boxes.append(box)
+        sep = lex.kind(p)
+        if sep in (";", ","):
+            if sep == ",":
+                g.issues.append((lex.get(p)[1], "',' between normalised boxes (expected ';')"))
+            p += 1
+        else:
+            break
+    return g
+
+
+# -- the text scanner ----------------------------------------------------------------------
+
+
+def _span(out: TextBuilder, raw_phrase: str, g: _Group, log: IssueLog, pos: int, extra: list[tuple[int, str]]) -> GroundedSpan:
+    lead = len(raw_phrase) - len(raw_phrase.lstrip())
+    phrase = raw_phrase.strip()
+    start = out.length + lead
+    out.emit(raw_phrase)
+    issues: list[str] = []
+    for p, msg in extra + g.issues:
+        log.add(p, msg, issues)
+    if not phrase:
+        log.add(pos, "empty phrase", issues)
+    return GroundedSpan(phrase, start, start + len(phrase), g.boxes, g.indices, issues)
+
+
+def scan_giqa(s: str, *, n: int = 20, m: int = 20, strict: bool = False) -> ParsedText:
+    """Parse giqa grounded text (grid or normalised style); see :func:`giqa.text.parse_grounded`."""
+    if not isinstance(s, str):
+        raise TypeError(f"expected a str, got {type(s).__name__}")
+    log = IssueLog(s, strict)
+    out = TextBuilder()
+    spans: list[GroundedSpan] = []
+    seg = 0  # input before `seg` is already emitted or consumed
+    pending = -1  # position of the '[' that may open a phrase
+    i = 0
+    size = len(s)
+    while i < size:
+        mt = _TRIGGER.search(s, i)
+        if mt is None:
+            break
+        k = mt.start()
+        c = s[k]
+        if c == "[":
+            pending = k
+            i = k + 1
+        elif c == "\n":
+            pending = -1
+            i = k + 1
+        elif c == "]":
+            g = _scan_group(s, k + 1, after_phrase=True, n=n, m=m)
+            if g is None:
+                pending = -1
+                i = k + 1
+                continue
+            if pending >= 0:
+                out.emit(s[seg:pending])
+                spans.append(_span(out, s[pending + 1:k], g, log, k, []))
+            else:
+                w = k
+                while w > seg and not s[w - 1].isspace() and s[w - 1] not in ".,;:!?)":
+                    w -= 1
+                out.emit(s[seg:w])
+                spans.append(_span(out, s[w:k], g, log, k, [(k, "missing '[' (phrase taken as the word before ']')")]))
+            seg = i = g.end
+            pending = -1
+        else:  # '(' or '<'
+            q = k + 1
+            while q < size and s[q] in _SPACE:
+                q += 1
+            if q >= size or not (s[q] in _NUM_CHARS or (c == "(" and s[q] == "<")):
+                i = k + 1  # cannot start a coordinate group: skip the attempt
+                continue
+            g = _scan_group(s, k, after_phrase=False, n=n, m=m)
+            if g is None:
+                i = k + 1
+                continue
+            if pending >= 0:
+                t = k
+                while t > pending + 1 and s[t - 1] in _SPACE:
+                    t -= 1
+                out.emit(s[seg:pending])
+                spans.append(_span(out, s[pending + 1:t], g, log, k, [(k, "missing ']' after the phrase")]))
+            else:
+                t = k
+                while t > seg and s[t - 1] in _SPACE:
+                    t -= 1
+                out.emit(s[seg:t])
+                issues: list[str] = []
+                log.add(k, "coordinates without a phrase", issues)
+                for p, msg in g.issues:
+                    log.add(p, msg, issues)
+                spans.append(GroundedSpan("", out.length, out.length, g.boxes, g.indices, issues))
+            seg = i = g.end
+            pending = -1
+    if pending >= 0:
+        # An unmatched '[' on the last line: truncated output such as "the [tow".
+        log.add(pending, "unclosed '[' at the end of the text; bracket dropped")
+        out.emit(s[seg:pending])
+        seg = pending + 1
+    out.emit(s[seg:])
+    return ParsedText(out.build(), spans, log.all)

@@ -1,0 +1,63 @@
+"""Shared fixtures: tiny random-weight models built once per test session (offline).
+
+Each fixture builds its model into a session temp dir the first time it is requested
+(a second or so each) and returns the directory, loadable with ``from_pretrained``.
+Set ``GIQA_TINY_CACHE`` to a directory to reuse the builds across sessions.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def tiny_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cache = os.environ.get("GIQA_TINY_CACHE")
+    if cache:
+        path = Path(cache)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    return tmp_path_factory.mktemp("tiny-models")
+
+
+@pytest.fixture(scope="session")
+def tiny_llava_dir(tiny_models_dir: Path) -> Path:
+    """A saved tiny ``LlavaForConditionalGeneration`` + ``LlavaProcessor`` (see giqa.models.tiny)."""
+    pytest.importorskip("torch")
+    from giqa.models.tiny import build_tiny_llava
+
+    return build_tiny_llava(tiny_models_dir / "llava")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tiny_models_dir: Path) -> Path:
+    """A saved tiny ``LlamaForCausalLM`` + chat tokenizer."""
+    pytest.importorskip("torch")
+    from giqa.models.tiny import build_tiny_llama
+
+    return build_tiny_llama(tiny_models_dir / "llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_grounding_dino_dir(tiny_models_dir: Path) -> Path:
+    """A saved tiny ``GroundingDinoForObjectDetection`` + ``GroundingDinoProcessor``."""
+    pytest.importorskip("torch")
+    from giqa.models.tiny import build_tiny_grounding_dino
+
+    return build_tiny_grounding_dino(tiny_models_dir / "grounding_dino")
+
+
+@pytest.fixture(scope="session")
+def tiny_embedder_dir(tiny_models_dir: Path) -> Path:
+    """A saved tiny random sentence-transformers model (BERT + mean pooling + normalize)."""
+    pytest.importorskip("sentence_transformers")
+    from giqa.models.tiny import build_tiny_sentence_embedder
+
+    return build_tiny_sentence_embedder(tiny_models_dir / "embedder")

@@ -1,0 +1,119 @@
+"""LLM judge: score parsing, versioned prompts, cache (no second call), retries then report."""
+
+from __future__ import annotations
+
+import pytest
+
+from giqa.bench.judge import Judge, JudgeCache, load_prompt, parse_score, parse_yes_no
+from giqa.models.callable import CallableLLM, scripted
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ('{"score": 3}', 3),
+        (' {"score": 0} ', 0),
+        ('```json\n{"score": 4}\n```', 4),
+        ("Score: 2", 2),
+        ("score = 1, because the cup is missing", 1),
+        ("4", 4),
+        ("3/4", 3),
+        ('{"score": 5}', None),
+        ('{"score": 2.5}', None),
+        ("The description is good.", None),
+        ("7", None),
+        ("", None),
+    ],
+)
+def test_parse_score(text, expected):
+    assert parse_score(text) == expected
+
+
+def test_parse_yes_no():
+    assert parse_yes_no('{"answer": "Yes"}') == "yes"
+    assert parse_yes_no("no.") == "no"
+    assert parse_yes_no('{"answer": "maybe"}') is None
+
+
+def test_prompts_are_versioned_package_data():
+    text = load_prompt("judge_des", "v1")
+    assert "{reference}" in text and "{candidate}" in text
+    with pytest.raises(ValueError):
+        load_prompt("judge_des", "v999")
+
+
+def _grader(messages):
+    """Scores by word overlap with the reference, so the judge's input matters."""
+    prompt = messages[0]["content"]
+    ref = prompt.split("Reference description:\n")[1].split("\n\n")[0].lower().split()
+    cand = prompt.split("Candidate description:\n")[1].split("\n\n")[0].lower().split()
+    return '{"score": %d}' % round(4 * len(set(ref) & set(cand)) / max(1, len(set(ref))))
+
+
+def test_cache_second_identical_call_does_not_reach_the_model(tmp_path):
+    llm = CallableLLM(_grader, model_id="grader")
+    judge = Judge(llm, cache=tmp_path / "cache.sqlite")
+    first = judge.score_descriptions(["the sky is blurry", "all good"], ["the sky is blurry", "the sky is blurry"])
+    assert [r.score for r in first] == [4, 0]
+    assert llm.calls == 1 and judge.model_calls == 2
+    again = judge.score_descriptions(["the sky is blurry", "all good"], ["the sky is blurry", "the sky is blurry"])
+    assert [r.score for r in again] == [4, 0] and all(r.cached for r in again)
+    assert llm.calls == 1
+    # a new Judge over the same SQLite file: still no call
+    judge.cache.close()
+    llm2 = CallableLLM(_grader, model_id="grader")
+    judge2 = Judge(llm2, cache=tmp_path / "cache.sqlite")
+    assert [r.score for r in judge2.score_descriptions(["all good"], ["the sky is blurry"])] == [0]
+    assert llm2.calls == 0
+
+
+@pytest.mark.parametrize("change", [{"model_id": "other"}, {"temperature": 0.7}, {"max_new_tokens": 8}])
+def test_cache_key_covers_model_and_parameters(change):
+    cache = JudgeCache()
+    llm = CallableLLM(_grader, model_id="grader")
+    Judge(llm, cache=cache).score_descriptions(["a"], ["a"])
+    llm2 = CallableLLM(_grader, model_id=change.get("model_id", "grader"))
+    kw = {k: v for k, v in change.items() if k != "model_id"}
+    Judge(llm2, cache=cache, **kw).score_descriptions(["a"], ["a"])
+    assert llm2.calls == 1 and len(cache) == 2
+
+
+def test_unparseable_output_is_retried_with_a_reminder_then_succeeds():
+    seen = []
+
+    def fn(messages):
+        seen.append(messages)
+        return "I think it is quite good" if len(seen) == 1 else '{"score": 3}'
+
+    judge = Judge(CallableLLM(fn), max_retries=2)
+    (r,) = judge.score_answers(["What is blurry?"], ["the sky"], ["The sky."])
+    assert r.score == 3 and r.attempts == 2 and r.ok
+    assert "could not be read" in seen[1][-1]["content"]
+    assert seen[1][1] == {"role": "assistant", "content": "I think it is quite good"}
+
+
+def test_unparseable_output_after_retries_is_reported_not_cached():
+    llm = CallableLLM(scripted(["good", "very good", "excellent"]))
+    judge = Judge(llm, max_retries=2)
+    (r,) = judge.score_descriptions(["x"], ["y"])
+    assert r.score is None and not r.ok and r.attempts == 3
+    assert "unparseable" in r.error and r.raw == "excellent"
+    assert len(judge.cache) == 0
+
+
+def test_yes_no_fallback_judge():
+    judge = Judge(CallableLLM(lambda m: '{"answer": "no"}' if "hardly" in m[0]["content"] else "unknown"))
+    res = judge.yes_no(["Is it sharp?", "Is it dark?"], ["hardly at all", "hmm"])
+    assert [r.score for r in res] == [0, None]
+
+
+def test_judge_errors_are_wrapped():
+    def boom(_):
+        raise RuntimeError("server down")
+
+    from giqa.errors import BackendError
+
+    with pytest.raises(BackendError, match="server down"):
+        Judge(CallableLLM(boom)).score_descriptions(["a"], ["b"])
+    with pytest.raises(ValueError):
+        Judge(CallableLLM(boom)).score_descriptions(["a"], ["b", "c"])

@@ -1,0 +1,100 @@
+"""giqa des / vqa / show from the command line, and the prompt templates."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+import pipeline_fakes as F
+from giqa import prompts
+from giqa.cli import main
+from giqa.pipeline.records import read_jsonl
+from giqa.types import Box, GroundedPhrase, Sample, Tag
+
+
+def test_show_writes_a_png_of_the_image_size(tmp_path, capsys):
+    F.write_image(tmp_path / "img" / "a.png", size=(120, 80))
+    s = Sample(id="x1", image="a.png", task="des", question="q?", answer="The [sky](<0, 399>) is blue.",
+               regions=(GroundedPhrase(phrase="sky", boxes=(Box.from_xyxy((0.1, 0.1, 0.6, 0.5)),)),))
+    other = s.model_copy(update={"id": "x0"})
+    (tmp_path / "s.jsonl").write_text(other.model_dump_json() + "\n" + s.model_dump_json() + "\n")
+    rc = main(["show", str(tmp_path / "s.jsonl"), "--root", str(tmp_path / "img"), "--id", "x1",
+               "--out", str(tmp_path / "o" / "x.png")])
+    assert rc == 0
+    im = Image.open(tmp_path / "o" / "x.png")
+    assert im.format == "PNG" and im.size == (120, 80)
+    # the box outline is drawn in the first palette colour at the box's left edge
+    from giqa.render import PALETTE
+
+    assert im.convert("RGB").getpixel((12, 30)) == PALETTE[0]
+    assert "1 region" in capsys.readouterr().out
+
+
+def test_show_unknown_id_and_escaping_path_are_clear_errors(tmp_path, capsys):
+    s = Sample(id="x", image="../../etc/passwd", task="des", question="q", answer="a")
+    (tmp_path / "s.jsonl").write_text(s.model_dump_json() + "\n")
+    assert main(["show", str(tmp_path / "s.jsonl"), "--root", str(tmp_path), "--id", "nope", "--out", str(tmp_path / "x.png")]) == 1
+    assert "no sample with id 'nope'" in capsys.readouterr().err
+    assert main(["show", str(tmp_path / "s.jsonl"), "--root", str(tmp_path), "--out", str(tmp_path / "x.png")]) == 1
+    assert "escapes the dataset root" in capsys.readouterr().err
+
+
+def test_prompts_load_and_render():
+    pool = prompts.question_pool()
+    assert len(pool) == 15 and len(set(pool)) == 15
+    assert pool[0].startswith("Explore the quality factors of the image") and pool[0].endswith("[label](<x, y>).")
+    assert pool[1].endswith("Mention positions.")
+    p = prompts.load("tag_extraction")
+    assert (p.name, p.version) == ("tag_extraction", "v1") and prompts.load("tag_extraction.v1") == p
+    msgs = p.messages(description="The sky is {bright}.")
+    assert [m["role"] for m in msgs] == ["system", "user"] and "The sky is {bright}." in msgs[1]["content"]
+    # the JSON example in the template is valid against Tag once filled in
+    example = msgs[1]["content"].split("nothing else:\n", 1)[1].split("\n", 1)[0]
+    tag = json.loads(example.replace('"..."', '"x"'))["tags"][0]
+    assert Tag.model_validate(tag).effect.value == "positive"
+    assert prompts.load("iqa_filter").render(quality="blurry").strip() == "Is the image quality blurry?"
+    for name in ("vqa_yes_no", "vqa_open"):
+        text = prompts.load(name).render(description="d", objects="- dog: blurry", n=3)
+        assert "- dog: blurry" in text and "$" not in text
+    with pytest.raises(KeyError):
+        prompts.load("nope")
+    with pytest.raises(KeyError):
+        prompts.load("tag_extraction.v9")
+    with pytest.raises(KeyError):
+        p.render()  # a missing placeholder value is an error, not a silent "$description"
+
+
+def test_vqa_cli_with_bad_input_writes_error_records(tmp_path, capsys):
+    bad = Sample(id="v", image="a.png", task="vqa", question="Is it?", answer="Yes.", vqa_kind="yes_no")
+    (tmp_path / "in.jsonl").write_text(bad.model_dump_json() + "\nnot json\n")
+    rc = main(["vqa", "--input", str(tmp_path / "in.jsonl"), "--out", str(tmp_path / "out"),
+               "--preset", "tiny-random", "--no-progress"])
+    assert rc == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["failed"] == 2 and summary["balanced_counts"] == {"yes": 0, "no": 0, "open": 0, "other": 0}
+    errs = list(read_jsonl(tmp_path / "out" / "errors.jsonl"))
+    assert {e["stage"] for e in errs} == {"input"}
+    assert any("not DES" in e["message"] for e in errs) and any("not valid JSON" in e["message"] for e in errs)
+
+
+@pytest.mark.slow
+def test_des_cli_with_tiny_random_preset(tmp_path, capsys, monkeypatch, tiny_models_dir):
+    monkeypatch.setenv("GIQA_CACHE_DIR", str(tmp_path / "cache"))
+    root = tmp_path / "img"
+    items = F.make_dataset(root, 2)
+    for it in items:  # a random-weight LLM writes no valid JSON: the tags come with the input
+        it["tags"] = F.TAGS[it["description"]]
+    items.append({"id": "bad", "image": "../x.png", "description": "x"})
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(i) + "\n" for i in items))
+    args = ["des", "--input", str(tmp_path / "in.jsonl"), "--root", str(root), "--out", str(tmp_path / "out"),
+            "--preset", "tiny-random", "--no-progress"]
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["succeeded"], summary["failed"], summary["preset"]) == (2, 1, "tiny-random")
+    samples = [Sample.model_validate(s) for s in read_jsonl(tmp_path / "out" / "samples.jsonl")]
+    assert all(s.provenance.random_weights and s.provenance.preset == "tiny-random" for s in samples)
+    assert main(args) == 0  # resumes: nothing left to do
+    again = json.loads(capsys.readouterr().out)
+    assert (again["already_done"], again["processed"], again["skipped_failed"]) == (2, 0, 1)
