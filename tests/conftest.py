@@ -3,6 +3,10 @@
 Each fixture builds its model into a session temp dir the first time it is requested
 (a second or so each) and returns the directory, loadable with ``from_pretrained``.
 Set ``GIQA_TINY_CACHE`` to a directory to reuse the builds across sessions.
+
+Tiny models run fastest single-threaded: on a shared 2-core machine, torch's intra-op thread
+pool spends far longer synchronising than computing. So the first tiny-model fixture sets
+``torch.set_num_threads(1)`` (override with ``GIQA_TEST_TORCH_THREADS``).
 """
 
 from __future__ import annotations
@@ -19,6 +23,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 @pytest.fixture(scope="session")
 def tiny_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    try:
+        import torch
+    except ImportError:
+        pass
+    else:
+        torch.set_num_threads(int(os.environ.get("GIQA_TEST_TORCH_THREADS", "1")))
     cache = os.environ.get("GIQA_TINY_CACHE")
     if cache:
         path = Path(cache)

@@ -175,7 +175,6 @@ def test_report_files(tmp_path, example_reports):
     reports = [example_reports["giqa"], example_reports["plain"]]
     paths = write_reports(reports, tmp_path)
     md = paths["md"].read_text()
-    assert "| giqa" not in md or True
     assert md.count("\n| ") >= 4 and "BLEU@4" in md and "N/A" in md and "95%" in md
     rows = paths["csv"].read_text().splitlines()
     assert rows[0].startswith("method,des_miou,des_tag_recall,bleu4") and len(rows) == 3

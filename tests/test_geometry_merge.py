@@ -11,6 +11,7 @@ from giqa.errors import InvalidBoxError
 from giqa.geometry import AREA_THR, COVER_THR, box_merge, box_merge_batched
 
 SETTINGS = settings(max_examples=80, deadline=None)
+FEW = settings(max_examples=30, deadline=None)  # tests that also run the parallel kernels
 
 # Coarse lattice coordinates make touching edges, shared corners and nesting common.
 _coord = st.integers(0, 16).map(lambda v: v / 16)
@@ -116,7 +117,7 @@ def test_each_output_is_the_enclosing_box_of_its_inputs(boxes, thr):
     assert [tuple(r) for r in merged.tolist()] == sorted(tuple(r) for r in merged.tolist())
 
 
-@SETTINGS
+@FEW
 @given(images=st.lists(box_arrays(max_size=6), max_size=8), thr=_thresholds)
 def test_batched_equals_per_image(images, thr):
     flat = np.concatenate(images) if images else np.zeros((0, 4))

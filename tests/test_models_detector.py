@@ -178,3 +178,16 @@ def test_missing_dependency_names_the_extra(monkeypatch, tmp_path):
     det = GroundingDinoDetector(model_id=str(tmp_path))
     with pytest.raises(MissingDependencyError, match=r'giqa\[models\]'):
         det.load()
+
+
+def test_overlong_phrase_is_a_value_error(detector):
+    with pytest.raises(ValueError, match="at most"):
+        detector.detect([_image(16, 16, 0)], [["blurry " * 400]])
+
+
+def test_many_phrases_split_over_passes(detector):
+    phrases = [f"blurry sky {k}" for k in range(80)]  # > 256 tokens in total
+    jobs = detector._jobs([phrases])
+    assert len(jobs) >= 2 and sorted(j for _, idx, _ in jobs for j in idx) == list(range(80))
+    out = detector.detect([_image(32, 32, 0)], [phrases])
+    assert len(out[0]) == 80

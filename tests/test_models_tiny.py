@@ -101,3 +101,32 @@ def test_tiny_sentence_embedder(tiny_embedder_dir):
     emb = model.encode(["a blurry dog", "the sky is overexposed"])
     assert emb.shape == (2, 32)
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+
+
+def test_failed_build_leaves_nothing(tmp_path):
+    def broken(out):
+        (out / "config.json").write_text("{}")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        tiny._materialise(tmp_path / "m", "llama", False, broken)
+    assert list(tmp_path.iterdir()) == []  # no half-written directory, no temp leftovers
+
+
+def test_yes_no_are_single_tokens_everywhere(tiny_llava_dir, tiny_llama_dir):
+    for path in (tiny_llava_dir, tiny_llama_dir):
+        tok = transformers.AutoTokenizer.from_pretrained(path)
+        for word in ("Yes", "No", " Yes", " No"):
+            assert len(tok.encode(word, add_special_tokens=False)) == 1
+
+
+def test_tiny_llava_template_marks_assistant_tokens(tiny_llava_dir):
+    proc = transformers.AutoProcessor.from_pretrained(tiny_llava_dir)
+    conv = [
+        {"role": "user", "content": [{"type": "image", "image": _image()}, {"type": "text", "text": "Describe."}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "The sky is blurry."}]},
+    ]
+    assert proc.apply_chat_template(conv) == "USER: <image>\nDescribe. ASSISTANT: The sky is blurry.</s>"
+    out = proc.apply_chat_template(conv, tokenize=True, return_dict=True, return_assistant_tokens_mask=True, return_tensors="pt")
+    ids, mask = out["input_ids"][0], out["assistant_masks"][0].bool()
+    assert proc.tokenizer.decode(ids[mask]) == " The sky is blurry.</s>"

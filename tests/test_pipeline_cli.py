@@ -80,7 +80,11 @@ def test_vqa_cli_with_bad_input_writes_error_records(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_des_cli_with_tiny_random_preset(tmp_path, capsys, monkeypatch, tiny_models_dir):
+def test_des_cli_with_tiny_random_preset(tmp_path, capsys, monkeypatch, tiny_models_dir, tiny_grounding_dino_dir,
+                                        tiny_llava_dir, tiny_llama_dir, tiny_embedder_dir):
+    # the preset builds its models in $GIQA_CACHE_DIR/tiny-random-v1: reuse the session's builds
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "tiny-random-v1").symlink_to(tiny_models_dir, target_is_directory=True)
     monkeypatch.setenv("GIQA_CACHE_DIR", str(tmp_path / "cache"))
     root = tmp_path / "img"
     items = F.make_dataset(root, 2)

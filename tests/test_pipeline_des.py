@@ -226,3 +226,18 @@ def test_end_to_end_through_the_runner(setup):
     assert summary.succeeded == 2 and summary.failed == 0
     lines = list(read_jsonl(tmp / "out" / "samples.jsonl"))
     assert [Sample.model_validate({**x, "meta": {}}).id for x in lines] == ["s0", "s1"]
+
+
+@pytest.mark.parametrize("text", ["{" * 200_000, "[" * 200_000 + "]", '{"a": ' * 50_000, "} ] " * 100_000])
+def test_json_extraction_fails_cleanly_on_hostile_output(text):
+    from giqa.errors import ParseError
+    from giqa.pipeline.stages import _extract_json
+
+    with pytest.raises(ParseError):
+        _extract_json(text)
+
+
+def test_json_extraction_finds_the_object_after_chatter():
+    from giqa.pipeline.stages import _extract_json
+
+    assert _extract_json('Sure! {not json} here: ```json\n{"tags": []}\n```') == {"tags": []}

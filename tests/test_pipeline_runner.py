@@ -246,3 +246,28 @@ def test_import_giqa_pipeline_pulls_in_no_torch():
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert res.stdout.strip() == ""
+
+
+def test_an_unknown_backend_stops_the_run_with_a_clear_error(tmp_path):
+    from giqa.errors import RegistryError
+    from giqa.pipeline import BackendSpec
+
+    items = F.make_dataset(tmp_path / "img", 2)
+    pipe = DesPipeline(llm=BackendSpec(kind="llm", name="no-such-llm"), detector=F.make_detector(),
+                       config=DesConfig(root=str(tmp_path / "img")))
+    with pytest.raises(RegistryError, match="no-such-llm"):
+        run_local(pipe, pipe.make_inputs(items), tmp_path / "out", progress=False)
+    assert list(read_jsonl(tmp_path / "out" / "errors.jsonl")) == []  # nothing recorded as bad input
+
+
+def test_output_does_not_depend_on_batching_or_order(tmp_path):
+    items = F.make_dataset(tmp_path / "img", 7)
+    pipe = _pipe(tmp_path / "img")
+    run_local(pipe, pipe.make_inputs(items), tmp_path / "a", batch_size=1, progress=False)
+    pipe2 = _pipe(tmp_path / "img")
+    for stage in pipe2.stages:
+        stage.batch_size = 3
+    run_local(pipe2, pipe2.make_inputs(items[::-1]), tmp_path / "b", batch_size=5, progress=False)
+    a = sorted((tmp_path / "a" / "samples.jsonl").read_text().splitlines())
+    b = sorted((tmp_path / "b" / "samples.jsonl").read_text().splitlines())
+    assert len(a) == 7 and a == b

@@ -73,7 +73,10 @@ def test_ray_and_local_give_the_same_records(ray_session, tmp_path):
     inputs = des.make_inputs(items)
     run_local(des, inputs, tmp_path / "local", progress=False)
     # raw items: make_inputs runs in Ray tasks and must give the same keys
-    s = run_ray(des, items, tmp_path / "ray", batch_size=2, progress=False)
+    # tags in an actor pool (the model-stage path), detect and refine as tasks (actors are slow
+    # to start on 2 cores; the VQA run below uses an actor pool for its LLM stage too)
+    s = run_ray(des, items, tmp_path / "ray", batch_size=2, progress=False,
+                stage_options={"detect": {"actors": False}, "refine": {"actors": False}})
     assert (s.succeeded, s.failed) == (5, 1)
     local = list(read_jsonl(tmp_path / "local" / "samples.jsonl"))
     assert _by_key(read_jsonl(tmp_path / "ray" / "samples.jsonl")) == _by_key(local)
@@ -97,7 +100,9 @@ def test_interrupted_run_resumes_without_loss_or_duplicates(ray_session, tmp_pat
     items = F.make_dataset(tmp_path / "img", 8)
     des = _des(tmp_path / "img")
     inputs = des.make_inputs(items)
-    small = {n: StageOptions(batch_size=2) for n in ("tags", "detect", "refine", "fuse")}
+    # tasks instead of actor pools: starting actors is the slow part on 2 cores (the actor path
+    # is covered by the test above); blocks of 2 records so that the run has 4 of them
+    small = {n: StageOptions(batch_size=2, actors=False) for n in ("tags", "detect", "refine", "fuse")}
 
     class Stop(Exception):
         pass
@@ -105,7 +110,7 @@ def test_interrupted_run_resumes_without_loss_or_duplicates(ray_session, tmp_pat
     def stop_after_first(blocks, records):
         raise Stop
 
-    for fmt in ("jsonl", "jsonl-shards"):
+    for fmt in ("jsonl", "parquet"):
         out = tmp_path / fmt
         with pytest.raises(Stop):
             run_ray(des, inputs, out, batch_size=2, progress=False, output_format=fmt,
@@ -122,7 +127,8 @@ def test_interrupted_run_resumes_without_loss_or_duplicates(ray_session, tmp_pat
 def test_stage_failures_are_kept_and_retried(ray_session, tmp_path):
     items = F.make_dataset(tmp_path / "img", 4)  # s1, s3 describe a sky: the detector fails on them
     flaky = _des(tmp_path / "img", detector=CallableDetector(flaky_detector_fn, model_id="fake-detector"))
-    s = run_ray(flaky, flaky.make_inputs(items), tmp_path / "out", batch_size=4, progress=False)
+    tasks = {n: StageOptions(actors=False) for n in ("tags", "detect", "refine")}
+    s = run_ray(flaky, flaky.make_inputs(items), tmp_path / "out", batch_size=4, progress=False, stage_options=tasks)
     assert (s.succeeded, s.failed, s.errors_by_stage) == (2, 2, {"detect": 2})
     errors = list(read_jsonl(tmp_path / "out" / "errors.jsonl"))
     assert sorted(e["id"] for e in errors) == ["s1", "s3"]
@@ -132,7 +138,7 @@ def test_stage_failures_are_kept_and_retried(ray_session, tmp_path):
     s2 = run_ray(healthy, healthy.make_inputs(items), tmp_path / "out", batch_size=4, progress=False)
     assert (s2.processed, s2.skipped_failed, s2.already_done) == (0, 2, 2)  # failures are not retried by default
     s3 = run_ray(healthy, healthy.make_inputs(items), tmp_path / "out", batch_size=4, progress=False,
-                 retry_failed=True)
+                 retry_failed=True, stage_options=tasks)
     assert (s3.processed, s3.succeeded, s3.total_errors) == (2, 2, 0)
     assert sorted(x["id"] for x in read_jsonl(tmp_path / "out" / "samples.jsonl")) == ["s0", "s1", "s2", "s3"]
     assert list(read_jsonl(tmp_path / "out" / "errors.jsonl")) == []
@@ -146,3 +152,36 @@ def test_bad_options_fail_before_running(ray_session, tmp_path):
         run_ray(des, [], tmp_path / "o", stage_options={"tags": {"gpus": 1}}, progress=False)
     with pytest.raises(ValueError, match="output_format"):
         run_ray(des, [], tmp_path / "o", output_format="csv", progress=False)
+
+
+def test_inputs_from_sharded_jsonl_and_parquet(ray_session, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    items = F.make_dataset(tmp_path / "img", 4)
+    shards = tmp_path / "items"
+    shards.mkdir()
+    (shards / "part-0.jsonl").write_text("".join(json.dumps(it) + "\n" for it in items[:2]))
+    pq.write_table(pa.Table.from_pylist(items[2:]), shards / "part-1.parquet")
+    des = _des(tmp_path / "img")
+    tasks = {n: StageOptions(actors=False) for n in ("tags", "detect", "refine")}
+    s = run_ray(des, shards, tmp_path / "out", batch_size=2, progress=False, stage_options=tasks,
+                output_format="jsonl-shards")
+    assert (s.inputs, s.succeeded) == (4, 4)
+    assert sorted(x["id"] for x in read_run_samples(tmp_path / "out")) == ["s0", "s1", "s2", "s3"]
+    assert _keys(tmp_path / "out") == Counter({r["key"]: 1 for r in des.make_inputs(items)})
+
+
+def test_default_stage_options(tmp_path):
+    from giqa.pipeline.ray_runner import _resolve_options
+
+    des = _des(tmp_path)
+    gpu = {s.name: o for s, (o, _) in zip(des.stages, _resolve_options(des.stages, {}, {"CPU": 16, "GPU": 8}))}
+    assert [(n, o.num_gpus, o.num_cpus, o.concurrency, o.batch_size) for n, o in gpu.items()] == [
+        ("tags", 1.0, 1.0, 1, 8), ("detect", 1.0, 1.0, 1, 4), ("refine", 1.0, 1.0, 1, 8), ("fuse", 0.0, 1.0, None, 256)]
+    small = _resolve_options(des.stages, {"detect": {"concurrency": [1, 3], "batch_size": 2}}, {"CPU": 2})
+    assert [(o.num_gpus, o.num_cpus, actor) for o, actor in small] == [
+        (0.0, 0.25, True), (0.0, 0.25, True), (0.0, 0.25, True), (0.0, 1.0, False)]
+    assert small[1][0].concurrency == (1, 3) and small[1][0].batch_size == 2
+    no_filter = DesPipeline(llm=F.make_llm(), detector=F.make_detector(), quality_filter=None)
+    assert [actor for _, actor in _resolve_options(no_filter.stages, {}, {"CPU": 2})] == [True, True, False, False]

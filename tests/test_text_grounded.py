@@ -144,6 +144,10 @@ def test_format_rejects_bad_boxes_and_styles():
         format_phrase("p", [])
     with pytest.raises(ValueError):
         format_phrase("p", [TOWER], style="pixels")
+    with pytest.raises(InvalidBoxError, match="wrap it in a list"):
+        format_phrase("p", TOWER)
+    with pytest.raises(InvalidBoxError, match="4 numbers"):
+        format_phrase("p", [None])
 
 
 # -- lenient and strict ------------------------------------------------------------------------
@@ -215,9 +219,13 @@ def test_strip_coordinates():
     assert strip_coordinates("a <ref>dog</ref><box>(1,2),(3,4)</box> runs", fmt="qwen-vl") == "a dog runs"
 
 
-def test_parse_rejects_non_strings():
+def test_parse_rejects_non_strings_and_bad_grids():
     with pytest.raises(TypeError):
         parse_grounded(b"[t](<1, 2>)")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        parse_grounded("no boxes", n=0)
+    with pytest.raises(TypeError):
+        parse_grounded("no boxes", n=2.5)  # type: ignore[arg-type]
 
 
 # -- fuse ------------------------------------------------------------------------------------
@@ -253,6 +261,15 @@ def test_fuse_norm_style_and_round_trip():
     back = parse_grounded(out, strict=True)
     assert back.text == text
     assert [(p.phrase, p.span) for p in back.to_phrases()] == [("water surface", (7, 20)), ("sky", (35, 38))]
+
+
+def test_fuse_in_another_format_skips_unwritable_mentions():
+    from giqa.text import get_format
+
+    text = "A dog; a cat."
+    out = get_format("paligemma").fuse(text, [gp("dog;", TOWER), gp("cat", TOWER)])
+    assert out == "A dog; a <loc0077><loc0793><loc0793><loc0997> cat."
+    assert get_format("qwen-vl").fuse(text, [gp("dog", TOWER)]) == "A <ref>dog</ref><box>(775,75),(975,775)</box>; a cat."
 
 
 def test_fuse_skips_overlapping_and_outside_spans():

@@ -13,10 +13,21 @@ pytest.importorskip("transformers")
 
 from PIL import Image  # noqa: E402
 
-from giqa import Sample, Task, VqaKind  # noqa: E402
+from giqa import Sample, Task  # noqa: E402
 from giqa.train import TrainConfig, TrainConfigError, last_checkpoint, read_log, train  # noqa: E402
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """A model this small trains many times faster on one thread (and keeps the shared CPUs free)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 ANSWERS = [
     "The image quality is good.",
@@ -138,18 +149,16 @@ def test_trained_directory_answers_through_llava_vlm(trained, data_dir):
         vlm.close()
 
 
-class _StopAt:
+def _stop_at(step: int):
     """A TrainerCallback that stops training after ``step`` (a simulated crash after a checkpoint)."""
+    from transformers import TrainerCallback
 
-    def __new__(cls, step: int):
-        from transformers import TrainerCallback
+    class StopAt(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step >= step:
+                control.should_training_stop = True
 
-        class Stop(TrainerCallback):
-            def on_step_end(self, args, state, control, **kwargs):
-                if state.global_step >= step:
-                    control.should_training_stop = True
-
-        return Stop()
+    return StopAt()
 
 
 def test_resume_continues_at_the_right_step(tiny_llava_dir, data_dir, tmp_path):
@@ -167,7 +176,7 @@ def test_resume_continues_at_the_right_step(tiny_llava_dir, data_dir, tmp_path):
     ref = _losses(tmp_path / "whole")
 
     cfg = _cfg(tiny_llava_dir, data_dir, tmp_path / "split", **kw)
-    first = train(cfg, callbacks=[_StopAt(3)])
+    first = train(cfg, callbacks=[_stop_at(3)])
     assert not first.completed and first.global_step == 3 and first.model_dir is None
     assert last_checkpoint(cfg.output_dir).name == "checkpoint-3"
     assert (cfg.output_dir / "checkpoint-3" / "giqa_train_config.json").is_file()
@@ -176,7 +185,9 @@ def test_resume_continues_at_the_right_step(tiny_llava_dir, data_dir, tmp_path):
     with pytest.raises(TrainConfigError, match="learning_rate"):
         train(cfg.model_copy(update={"learning_rate": 1e-3}), resume=True)
 
-    second = train(cfg.model_copy(update={"logging_steps": 1}), resume=True)
+    with (cfg.output_dir / "train_log.jsonl").open("a") as fh:
+        fh.write('{"step": 4, "loss": 1.2')  # a line cut off by the crash
+    second = train(cfg.model_copy(update={"save_steps": 2}), resume=True)  # saving settings may change
     assert second.resumed_from.name == "checkpoint-3"
     assert second.completed and second.global_step == 6 == whole.global_step
     got = _losses(cfg.output_dir)
@@ -209,6 +220,36 @@ def test_lora_freezes_everything_but_the_adapters(tiny_llava_dir, data_dir, tmp_
     assert (cfg.output_dir / "adapter" / "adapter_config.json").is_file()
     merged = AutoModelForImageTextToText.from_pretrained(result.model_dir)  # a plain, merged checkpoint
     assert not any("lora_" in k for k in merged.state_dict())
+
+    # resuming a LoRA run restores the adapter (through PEFT) and continues the same loss curve
+    split = cfg.model_copy(update={"output_dir": tmp_path / "lora-split", "save_steps": 2})
+    assert not train(split, callbacks=[_stop_at(2)]).completed
+    assert train(split, resume=True).global_step == 3
+    got, ref = _losses(split.output_dir), _losses(cfg.output_dir)
+    assert sorted(got) == [1, 2, 3]
+    assert [got[k] for k in (1, 2, 3)] == pytest.approx([ref[k] for k in (1, 2, 3)], rel=1e-4, abs=1e-5)
+
+
+def test_task_weights_shape_the_epoch(tiny_llava_dir, data_dir, tmp_path):
+    # 8 samples, 4 of them DES; weight 0 drops VQA, so one epoch of batch 4 is 1 step (not 2)
+    cfg = _cfg(
+        tiny_llava_dir, data_dir, tmp_path / "des-only", max_steps=None, num_epochs=1,
+        global_batch_size=4, per_device_batch_size=4, task_weights={"des": 1, "vqa": 0},
+    )
+    result = train(cfg)
+    assert result.completed and result.max_steps == 1 == result.global_step
+
+
+def test_precision_auto_is_fp32_without_cuda(tmp_path):
+    import torch
+
+    from giqa.train.trainer import _use_bf16
+
+    cfg = _cfg(tmp_path, tmp_path, tmp_path / "o")
+    expected = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    assert _use_bf16(cfg) == expected
+    assert _use_bf16(cfg.model_copy(update={"precision": "fp32"})) is False
+    assert _use_bf16(cfg.model_copy(update={"precision": "bf16"})) is True
 
 
 def test_cli_train(tiny_llava_dir, data_dir, tmp_path, capsys):

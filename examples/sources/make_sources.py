@@ -15,7 +15,10 @@ run offline on them:
 
 Images are small crops of scikit-image's sample photos (public domain / CC0), downscaled; the
 degraded ones get real blur, noise and JPEG artefacts. The descriptions were written for these
-crops in the style of the sources. Run: ``.venv/bin/python examples/sources/make_sources.py``.
+crops in the style of the sources. ``tags.jsonl`` (hand-written {T_r, T_q, T_e} tags of these
+descriptions, keyed by the item image path under ``examples/sources``) is not generated here:
+``examples/build_giqa160k.py`` uses it with ``tiny-random``, whose random LLM writes no JSON.
+Run: ``.venv/bin/python examples/sources/make_sources.py``.
 """
 
 from __future__ import annotations

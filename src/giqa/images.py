@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
@@ -43,14 +44,20 @@ def resolve_image_path(root: str | os.PathLike[str] | None, path: str | os.PathL
         raise ImageError("empty image path")
     if "\x00" in spath:
         raise ImageError(f"image path {spath!r} contains a NUL byte")
-    base = Path(root if root is not None else ".").resolve()
+    base = _real_root(os.fspath(root) if root is not None else ".")
     try:
-        full = (base / spath).resolve()
-    except (OSError, RuntimeError) as exc:  # symlink loops
+        full = os.path.realpath(os.path.join(base, spath))
+    except (OSError, RuntimeError, ValueError) as exc:  # symlink loops
         raise ImageError(f"image path {spath!r} cannot be resolved: {exc}") from exc
-    if full != base and base not in full.parents:
-        raise ImageError(f"image path {spath!r} escapes the dataset root {str(base)!r}")
-    return full
+    if full != base and not full.startswith(base.rstrip(os.sep) + os.sep):
+        raise ImageError(f"image path {spath!r} escapes the dataset root {base!r}")
+    return Path(full)
+
+
+@lru_cache(maxsize=64)
+def _real_root(root: str) -> str:
+    # cached: a root that is swapped for a symlink mid-run is not followed again (documented)
+    return os.path.realpath(root)
 
 
 def read_image_bytes(root: str | os.PathLike[str] | None, path: str | os.PathLike[str]) -> bytes:
@@ -79,6 +86,8 @@ def _open(source, name: str) -> "Image":
         raise ImageError(f"image {name!r} is not a readable image file (corrupt or unsupported)") from exc
     except FileNotFoundError as exc:
         raise ImageError(f"image not found: {name!r}") from exc
+    except IsADirectoryError as exc:
+        raise ImageError(f"image path is a directory: {name!r}") from exc
     except OSError as exc:
         raise ImageError(f"cannot open image {name!r}: {exc}") from exc
 
@@ -141,10 +150,6 @@ def load_image(
 
     full = resolve_image_path(root, path)
     name = os.fspath(path)
-    if not full.exists():
-        raise ImageError(f"image not found: {name!r}")
-    if full.is_dir():
-        raise ImageError(f"image path is a directory: {name!r}")
     im = _open(full, name)
     try:
         check_image_header(im, name, max_pixels)

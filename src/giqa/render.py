@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Optional
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL.Image import Image
@@ -37,6 +37,8 @@ def draw_regions(image: "Image", regions: Iterable[Any], *, line_width: Optional
             draw.rectangle(px, outline=color, width=lw)
             label = str(phrase)[:60]
             tx, ty = px[0] + lw, px[1] + lw
+            l, t, r, btm = draw.textbbox((0, 0), label, font=font)
+            tx, ty = max(0, min(tx, w - (r - l) - 2)), max(0, min(ty, h - (btm - t) - 2))  # keep it inside
             l, t, r, btm = draw.textbbox((tx, ty), label, font=font)
             draw.rectangle((l - 2, t - 1, r + 2, btm + 1), fill=color)
             draw.text((tx, ty), label, fill=(0, 0, 0), font=font)

@@ -47,22 +47,20 @@ class BleuResult:
     stats: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 10)))
 
 
-def _ngrams(words: Sequence[str], n: int) -> Counter:
-    counts: Counter = Counter()
-    for k in range(1, n + 1):
-        if k == 1:
-            counts.update(words)
-        else:
-            counts.update(zip(*(words[i:] for i in range(k))))
-    return counts
+def _ngram_counts(words: Sequence[str], n: int) -> list[Counter]:
+    """One Counter per order 1..n (unigrams as str, higher orders as tuples)."""
+    out = [Counter(words)]
+    for k in range(2, n + 1):
+        out.append(Counter(zip(*(words[i:] for i in range(k)))))
+    return out
 
 
 def bleu_stats(hyps: Sequence[Sequence[str]], refs: Sequence[Sequence[Sequence[str]]], n: int = 4) -> np.ndarray:
     """Per-item sufficient statistics on tokenised text, as pycocoevalcap's ``cook_test``.
 
     ``hyps[i]``: the tokens of item ``i``'s hypothesis; ``refs[i]``: one or more token lists.
-    Returns ``(N, 2 + 2n)`` float64: testlen, closest reference length, guesses and clipped
-    matches per order.
+    Returns ``(N, 2 + 2n)`` float64: testlen, closest reference length (ties: the shorter),
+    guesses and clipped matches per order (clipped by the maximum count over references).
     """
     if len(hyps) != len(refs):
         raise ValueError(f"{len(hyps)} hypotheses but {len(refs)} reference sets")
@@ -70,32 +68,27 @@ def bleu_stats(hyps: Sequence[Sequence[str]], refs: Sequence[Sequence[Sequence[s
     for i, (hyp, rs) in enumerate(zip(hyps, refs)):
         if len(rs) == 0:
             raise ValueError(f"item {i} has no reference")
-        if len(rs) == 1:
-            maxcounts = _ngrams(rs[0], n)
-        else:
-            maxcounts = Counter()
-            for r in rs:
-                maxcounts |= _ngrams(r, n)  # element-wise max
+        maxcounts = _ngram_counts(rs[0], n)
+        for r in rs[1:]:
+            for mc, rc in zip(maxcounts, _ngram_counts(r, n)):
+                mc |= rc  # element-wise max
         testlen = len(hyp)
-        reflen = min((abs(len(r) - testlen), len(r)) for r in rs)[1]
         row = out[i]
         row[0] = testlen
-        row[1] = reflen
-        for k in range(n):
+        row[1] = min((abs(len(r) - testlen), len(r)) for r in rs)[1]
+        for k, (hc, mc) in enumerate(zip(_ngram_counts(hyp, n), maxcounts)):
             row[2 + k] = max(0, testlen - k)
-        for gram, count in _ngrams(hyp, n).items():
-            k = 1 if isinstance(gram, str) else len(gram)
-            ref = maxcounts.get(gram)
-            if ref:
-                row[2 + n + k - 1] += count if count < ref else ref
+            common = hc.keys() & mc.keys()
+            if common:  # sum of clipped counts, with C-level iterators
+                row[2 + n + k] = sum(map(min, map(hc.__getitem__, common), map(mc.__getitem__, common)))
     return out
 
 
 def bleu_from_stats(stats: np.ndarray, n: int = 4) -> tuple[float, tuple[float, ...], float]:
     """Corpus BLEU-1..n from summed statistics, with pycocoevalcap's smoothing terms.
 
-    ``stats`` is ``(N, 2 + 2n)`` (summed over rows) or ``(B, N, 2 + 2n)`` ... use
-    :func:`bleu_from_totals` for batched totals. Returns ``(bleu_n, bleus, ratio)``.
+    ``stats`` is ``(N, 2 + 2n)``, summed over items here (see :func:`bleu_from_totals` for
+    many totals at once). Returns ``(bleu_n, bleus, ratio)``.
     """
     tot = np.asarray(stats, dtype=np.float64).sum(axis=0)
     bleus = bleu_from_totals(tot[None, :], n)[0]

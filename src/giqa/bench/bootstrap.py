@@ -57,51 +57,49 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
         return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
 
 
-def _grounding(a, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    ref = a.ref[idx].sum(axis=-1)
-    return _ratio(a.iou[idx].sum(axis=-1), ref), _ratio(a.tp[idx].sum(axis=-1), ref)
+def _grounding(a, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ref = w @ a.ref
+    return _ratio(w @ a.iou, ref), _ratio(w @ a.tp, ref)
 
 
-def des_metrics(a: DesArrays, idx: np.ndarray) -> dict[str, np.ndarray]:
-    """Metrics for each row of item indices ``idx`` (B, N) -> dict of (B,) arrays."""
+def des_metrics(a: DesArrays, w: np.ndarray) -> dict[str, np.ndarray]:
+    """Metrics under item weights ``w`` (B, N) (how often each item is drawn; all ones = the
+    bench itself) -> dict of (B,) arrays."""
     out: dict[str, np.ndarray] = {}
+    nan = np.full(w.shape[0], np.nan)
     if a.pred.sum() > 0:
-        out["des_miou"], out["des_tag_recall"] = _grounding(a, idx)
+        out["des_miou"], out["des_tag_recall"] = _grounding(a, w)
     else:  # N/A: the model gives no boxes
-        out["des_miou"] = out["des_tag_recall"] = np.full(idx.shape[0], np.nan)
-    if len(a.bleu):
-        out["bleu4"] = bleu_from_totals(a.bleu[idx].sum(axis=1))[:, -1] * 100.0
-    else:
-        out["bleu4"] = np.full(idx.shape[0], np.nan)
-    llm = a.llm[idx]
-    ok = ~np.isnan(llm)
-    out["llm_score"] = _ratio(np.where(ok, llm, 0).sum(axis=1), ok.sum(axis=1).astype(float)) * 25.0
+        out["des_miou"] = out["des_tag_recall"] = nan
+    out["bleu4"] = bleu_from_totals(w @ a.bleu)[:, -1] * 100.0 if len(a.bleu) else nan
+    ok = ~np.isnan(a.llm)
+    out["llm_score"] = _ratio(w @ np.where(ok, a.llm, 0.0), w @ ok.astype(float)) * 25.0
     return out
 
 
-def vqa_metrics(a: VqaArrays, idx: np.ndarray) -> dict[str, np.ndarray]:
+def vqa_metrics(a: VqaArrays, w: np.ndarray) -> dict[str, np.ndarray]:
+    """As :func:`des_metrics` for VQA items."""
     out: dict[str, np.ndarray] = {}
     if a.pred.sum() > 0:
-        out["vqa_miou"], out["vqa_tag_recall"] = _grounding(a, idx)
+        out["vqa_miou"], out["vqa_tag_recall"] = _grounding(a, w)
     else:
-        out["vqa_miou"] = out["vqa_tag_recall"] = np.full(idx.shape[0], np.nan)
-    is_y = a.is_y[idx]
-    n_y = is_y.sum(axis=1).astype(float)
-    acc_y = _ratio(np.where(is_y, np.nan_to_num(a.y[idx]), 0).sum(axis=1), n_y)
-    w = a.w[idx]
-    w_ok = (~is_y) & ~np.isnan(w)
-    n_w = w_ok.sum(axis=1).astype(float)
-    acc_w = _ratio(np.where(w_ok, w, 0).sum(axis=1), n_w)
+        out["vqa_miou"] = out["vqa_tag_recall"] = np.full(w.shape[0], np.nan)
+    is_y = a.is_y.astype(float)
+    n_y = w @ is_y
+    acc_y = _ratio(w @ (is_y * np.nan_to_num(a.y)), n_y)
+    w_ok = (~a.is_y) & ~np.isnan(a.w)
+    n_w = w @ w_ok.astype(float)
+    acc_w = _ratio(w @ np.where(w_ok, a.w, 0.0), n_w)
     out["acc_y"], out["acc_w"] = acc_y, acc_w
     total = _ratio(np.nan_to_num(acc_y) * n_y + np.nan_to_num(acc_w) * n_w, n_y + n_w)
-    # Acc(Total) needs both parts when both kinds exist
-    missing = ((n_y > 0) & np.isnan(acc_y)) | (((~is_y).sum(axis=1) > 0) & np.isnan(acc_w))
+    # Acc(Total) needs both parts when both kinds are drawn
+    missing = ((n_y > 0) & np.isnan(acc_y)) | (((w @ (1.0 - is_y)) > 0) & np.isnan(acc_w))
     out["acc_total"] = np.where(missing, np.nan, total)
     return out
 
 
-def _chunks(n_items: int, n_boot: int, width: int) -> list[int]:
-    per = max(1, int(4_000_000 // max(1, n_items * width)))
+def _chunks(n_items: int, n_boot: int) -> list[int]:
+    per = max(1, int(8_000_000 // max(1, n_items)))  # (B, N) float64 weights: <= 64 MB
     sizes, left = [], n_boot
     while left > 0:
         sizes.append(min(per, left))
@@ -125,15 +123,16 @@ def bootstrap_cis(
         return {}
     rng = np.random.default_rng(seed)
     samples: dict[str, list[np.ndarray]] = {}
-    for arrays, fn, width in ((des, des_metrics, 12), (vqa, vqa_metrics, 8)):
+    for arrays, fn in ((des, des_metrics), (vqa, vqa_metrics)):
         if arrays is None:
             continue
         n = len(arrays.iou)
         if n == 0:
             continue
-        for b in _chunks(n, n_boot, width):
-            idx = rng.integers(0, n, size=(b, n))
-            for k, v in fn(arrays, idx).items():
+        for b in _chunks(n, n_boot):
+            # a resample of n items with replacement, as draw counts per item
+            w = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(b)]).astype(np.float64)
+            for k, v in fn(arrays, w).items():
                 samples.setdefault(k, []).append(v)
     alpha = (1 - level) / 2
     out = {}

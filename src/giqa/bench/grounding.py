@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -32,6 +33,8 @@ __all__ = [
     "Instance",
     "ItemGrounding",
     "match_item",
+    "match_items",
+    "batch_iou",
     "name_key",
     "exact_similarity",
     "aggregate_grounding",
@@ -62,6 +65,7 @@ class ItemGrounding:
     tp: int
 
 
+@lru_cache(maxsize=100_000)
 def name_key(name: str) -> str:
     """Normalised object name for exact matching: lower case, no leading article, no edge punctuation."""
     s = " ".join(name.lower().split())
@@ -71,9 +75,14 @@ def name_key(name: str) -> str:
 
 def exact_similarity(a: Sequence[str], b: Sequence[str]) -> np.ndarray:
     """``(len(a), len(b))`` float64: 1.0 where :func:`name_key` agrees, else 0.0."""
-    ka = [name_key(x) for x in a]
-    kb = [name_key(x) for x in b]
-    return np.array([[1.0 if x == y else 0.0 for y in kb] for x in ka], dtype=np.float64).reshape(len(ka), len(kb))
+    kb = [name_key(y) for y in b]
+    out = np.zeros((len(a), len(kb)), dtype=np.float64)
+    for i, x in enumerate(a):
+        kx = name_key(x)
+        for j, y in enumerate(kb):
+            if kx == y:
+                out[i, j] = 1.0
+    return out
 
 
 def _assign(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -92,23 +101,30 @@ def match_item(
     preds: Sequence[Instance],
     refs: Sequence[Instance],
     similarity: Optional[np.ndarray] = None,
+    *,
+    iou: Optional[np.ndarray] = None,
 ) -> ItemGrounding:
     """Match one item's predicted instances to its reference instances (see module doc).
 
     ``similarity``: ``(len(preds), len(refs))`` name similarities; exact names when ``None``.
+    ``iou``: the ``(len(preds), len(refs))`` IoU matrix if already computed.
     """
     if not refs or not preds:
         return ItemGrounding(0.0, len(refs), len(preds), 0)
-    from giqa.geometry import pairwise_iou
+    if iou is None:
+        from giqa.geometry import pairwise_iou
 
-    iou = pairwise_iou(
-        np.asarray([p.box for p in preds], dtype=np.float64), np.asarray([r.box for r in refs], dtype=np.float64)
-    )
+        iou = pairwise_iou(
+            np.asarray([p.box for p in preds], dtype=np.float64), np.asarray([r.box for r in refs], dtype=np.float64)
+        )
     rows, cols = _assign(iou)
     iou_sum = float(iou[rows, cols].sum())  # IoU-0 pairs add nothing: same as unmatched
+    over = iou > IOU_THRESHOLD
+    if not over.any():
+        return ItemGrounding(iou_sum, len(refs), len(preds), 0)
     if similarity is None:
         similarity = exact_similarity([p.name for p in preds], [r.name for r in refs])
-    valid = (iou > IOU_THRESHOLD) & (similarity > SIM_THRESHOLD)
+    valid = over & (similarity > SIM_THRESHOLD)
     if valid.any():
         # k valid pairs weigh in (k, k + k/(n+1)]: more true positives always win, IoU breaks ties
         weight = valid * (1.0 + iou / (iou.size + 1))
@@ -117,6 +133,52 @@ def match_item(
     else:
         tp = 0
     return ItemGrounding(iou_sum, len(refs), len(preds), tp)
+
+
+def batch_iou(items: Sequence[tuple[Sequence[Instance], Sequence[Instance]]]) -> list[Optional[np.ndarray]]:
+    """The ``(P_k, R_k)`` IoU matrix of every item, from one element-wise
+    :func:`giqa.geometry.iou` call over all pairs (``None`` where an item has no pair)."""
+    from giqa.geometry import iou as elementwise_iou
+
+    n_p = np.array([len(p) for p, _ in items], dtype=np.int64)
+    n_r = np.array([len(r) for _, r in items], dtype=np.int64)
+    counts = n_p * n_r
+    total = int(counts.sum())
+    out: list[Optional[np.ndarray]] = [None] * len(items)
+    if total == 0:
+        return out
+    a = np.array([b.box for p, _ in items for b in p], dtype=np.float64).reshape(-1, 4)
+    b = np.array([x.box for _, r in items for x in r], dtype=np.float64).reshape(-1, 4)
+    p_off = np.concatenate([[0], np.cumsum(n_p)[:-1]])
+    r_off = np.concatenate([[0], np.cumsum(n_r)[:-1]])
+    item = np.repeat(np.arange(len(items)), counts)
+    start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    q = np.arange(total) - start[item]
+    width = n_r[item]
+    vals = elementwise_iou(a[p_off[item] + q // width], b[r_off[item] + q % width])
+    for k in np.flatnonzero(counts):
+        s = start[k]
+        out[k] = vals[s : s + counts[k]].reshape(n_p[k], n_r[k])
+    return out
+
+
+def match_items(
+    items: Sequence[tuple[Sequence[Instance], Sequence[Instance]]],
+    similarity: Optional[Callable[[Sequence[Instance], Sequence[Instance]], Optional[np.ndarray]]] = None,
+) -> list[ItemGrounding]:
+    """:func:`match_item` over many ``(preds, refs)`` items, IoUs computed in one batch.
+
+    ``similarity(preds, refs)`` gives an item's name-similarity matrix (exact names if ``None``).
+    """
+    ious = batch_iou(items)
+    out = []
+    for (preds, refs), iou in zip(items, ious):
+        if iou is None:
+            out.append(ItemGrounding(0.0, len(refs), len(preds), 0))
+            continue
+        sim = similarity(preds, refs) if similarity is not None and (iou > IOU_THRESHOLD).any() else None
+        out.append(match_item(preds, refs, sim, iou=iou))
+    return out
 
 
 def aggregate_grounding(items: Sequence[ItemGrounding]) -> tuple[Optional[float], Optional[float]]:

@@ -89,9 +89,13 @@ def ptb_tokenize(text: str) -> list[str]:
             text = text.replace(old, new)
     chunks = text.split()
     out: list[str] = []
+    extend = out.extend
+    last = len(chunks) - 1
     for i, chunk in enumerate(chunks):
-        nxt = chunks[i + 1] if i + 1 < len(chunks) else ""
-        out.extend(_chunk(chunk, _context(nxt)))
+        if "." in chunk:  # only the period rules look at the next chunk
+            extend(_chunk(chunk, _context(chunks[i + 1]) if i < last else ""))
+        else:
+            extend(_chunk(chunk, ""))
     return out
 
 

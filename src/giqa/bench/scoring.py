@@ -26,7 +26,7 @@ import numpy as np
 
 from giqa.bench.bleu import FLAVOURS, bleu as corpus_bleu, bleu_stats
 from giqa.bench.bootstrap import DesArrays, VqaArrays, bootstrap_cis, des_metrics, vqa_metrics
-from giqa.bench.grounding import Instance, match_item, name_key
+from giqa.bench.grounding import Instance, match_items, name_key
 from giqa.bench.judge import Judge
 from giqa.bench.ptb import ptb_tokenize
 from giqa.bench.report import BenchReport
@@ -117,13 +117,27 @@ def _parser(fmt: str) -> Callable[[str, tuple[int, int]], Any]:
     return lambda text, grid: f.parse(text)
 
 
+def _cached(parse: Callable[[str, tuple[int, int]], Any]) -> Callable[[str, tuple[int, int]], Any]:
+    """Memoise a parser for one scoring run (short answers such as "Yes." repeat a lot)."""
+    memo: dict[tuple[str, tuple[int, int]], Any] = {}
+
+    def run(text: str, grid: tuple[int, int]) -> Any:
+        key = (text, grid)
+        got = memo.get(key)
+        if got is None:
+            got = memo[key] = parse(text, grid)
+        return got
+
+    return run
+
+
 def parse_prediction(text: str, fmt: str = "giqa", grid: tuple[int, int] = (20, 20)):
     """Parse one model output in format ``fmt`` -> :class:`giqa.text.ParsedText`."""
     return _parser(fmt)(text, grid)
 
 
 def _instances(parsed: Any) -> list[Instance]:
-    return [Instance(s.phrase, b.as_tuple()) for s in parsed.spans for b in s.boxes]
+    return [Instance(s.phrase, (b.x1, b.y1, b.x2, b.y2)) for s in parsed.spans for b in s.boxes]
 
 
 def _ref_instances(sample: Sample, parsed_answer: Any) -> list[Instance]:
@@ -180,8 +194,8 @@ def score(
     gt_ids = set(ids)
     extra = sorted(set(by_id) - gt_ids)
     missing = [i for i in ids if i not in by_id]
-    parse_pred = _parser(fmt)
-    parse_ref = _parser("giqa")
+    parse_pred = _cached(_parser(fmt))
+    parse_ref = _cached(_parser("giqa"))
     notes: list[str] = []
     if missing:
         notes.append(f"{len(missing)} bench items have no prediction (scored as empty answers)")
@@ -211,15 +225,19 @@ def score(
             "reference": ref_parsed.text,
             "pred": pred_inst,
             "ref": _ref_instances(s, ref_parsed),
-            "question": parse_ref(s.question, s.grid).text,
+            "question": s.question,  # clean text made below, only where a judge reads it
             "issues": list(parsed.issues) if parsed is not None else [],
         }
         (des_rows if s.task is Task.des else vqa_rows).append(row)
         per_sample.append(row)
 
-    sim_fn = _similarity_fn(embedder, [r for r in per_sample])
-    for row in per_sample:
-        g = match_item(row["pred"], row["ref"], sim_fn(row["pred"], row["ref"]) if row["pred"] and row["ref"] else None)
+    if judge is not None:
+        for row, s in zip(per_sample, gt):
+            if s.task is Task.vqa:
+                row["question"] = parse_ref(s.question, s.grid).text
+    sim_fn = _similarity_fn(embedder, per_sample)
+    matched = match_items([(row["pred"], row["ref"]) for row in per_sample], sim_fn)
+    for row, g in zip(per_sample, matched):
         row.update(n_pred_boxes=g.n_pred, n_ref_boxes=g.n_ref, iou_sum=g.iou_sum, tag_tp=g.tp)
 
     # DES: BLEU and LLM-Score
@@ -285,7 +303,7 @@ def score(
         vqa = VqaArrays(is_y, y, w, *_garrays(vqa_rows), has_judge=judge is not None)
 
     metrics: dict[str, Optional[float]] = {}
-    one = lambda n: np.arange(n)[None, :]  # noqa: E731 - the identity resample
+    one = lambda n: np.ones((1, n))  # noqa: E731 - every item once: the bench itself
     if des is not None:
         metrics.update({k: _scalar(v) for k, v in des_metrics(des, one(len(des_rows))).items()})
         if bleu_flavour != "coco":
@@ -350,10 +368,10 @@ def _garrays(rows: Sequence[dict[str, Any]]) -> tuple[np.ndarray, ...]:
 def _similarity_fn(embedder: Any, rows: Sequence[dict[str, Any]]):
     """Name similarity ``(preds, refs) -> (P, R)``: one embedding call for all names."""
     if embedder is None:
-        return lambda p, r: None  # match_item falls back to exact names
+        return None  # exact names
     names = sorted({name_key(i.name) for row in rows if row["pred"] and row["ref"] for i in row["pred"] + row["ref"]})
     if not names:
-        return lambda p, r: None
+        return None
     vecs = np.asarray(embedder.embed(names), dtype=np.float64)
     if vecs.shape[0] != len(names):
         raise ValueError(f"embedder returned {vecs.shape[0]} vectors for {len(names)} names")

@@ -25,6 +25,7 @@ __all__ = ["iter_json_records", "JsonSyntaxError"]
 PathLike = Union[str, "os.PathLike[str]"]
 
 _WS = " \t\n\r"
+_DELIMS = _WS + ",]}"
 _DECODER = json.JSONDecoder()
 
 
@@ -135,8 +136,10 @@ def _decode_at(buf: _Buffer, pos: int, path: str, index: int) -> tuple[Any, int]
                 want *= 2  # geometric growth keeps re-decoding linear overall
                 continue
             raise _error(buf, path, index, exc.pos, exc.msg) from None
-        # A number or literal ending exactly at the buffer end may continue in the file.
-        if end == len(buf.text) and not isinstance(value, (dict, list, str)) and buf.fill(want):
+        # A number or literal cut by the buffer end ("[1" of "[12]", "0." of "0.5") may go on in
+        # the file: it is complete only when a delimiter follows it.
+        if (not isinstance(value, (dict, list, str))
+                and (end == len(buf.text) or buf.text[end] not in _DELIMS) and buf.fill(want)):
             want *= 2
             continue
         return value, end

@@ -216,7 +216,7 @@ class SourceReader:
                     if self.limit is not None and self.stats.items >= self.limit:
                         return
                     self.stats.records += 1
-                    if isinstance(record, JsonSyntaxError):
+                    if isinstance(record, JsonSyntaxError):  # lenient JSON Lines: a bad line
                         self._fail(RecordError(str(path), index, "<json>", str(record)))
                         continue
                     try:
@@ -233,14 +233,16 @@ class SourceReader:
                     self.stats.by_source[item["source"]] = self.stats.by_source.get(item["source"], 0) + 1
                     yield item
             except JsonSyntaxError as exc:
+                if self.strict:
+                    raise
                 # A broken JSON list cannot be resynchronised: the rest of this file is lost.
-                self._fail(RecordError(str(path), exc.index, "<json>", str(exc)), fatal=True)
+                self._fail(RecordError(str(path), exc.index, "<json>", str(exc)))
 
     def read(self) -> list[SourceItem]:
         """All items as a list (``errors`` / ``stats`` filled as for iteration)."""
         return list(self)
 
-    def _fail(self, error: RecordError, *, fatal: bool = False) -> None:
+    def _fail(self, error: RecordError) -> None:
         if self.strict:
             raise RecordParseError(error)
         self.stats.errors += 1

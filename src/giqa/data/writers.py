@@ -261,13 +261,20 @@ def _sample_from_dict(rec: Any, where: str) -> Sample:
 def iter_samples(path: PathLike) -> Iterator[Sample]:
     """Samples from a file or directory written by this module (format auto-detected).
 
-    ``.parquet`` -> :func:`read_parquet`; a directory -> :func:`read_hf_dataset`; ``.json`` /
+    A run directory of ``giqa des`` / ``giqa vqa`` (``samples.jsonl`` or ``samples/`` shards);
+    ``.parquet`` -> :func:`read_parquet`; another directory -> :func:`read_hf_dataset`; ``.json`` /
     ``.jsonl`` -> each record is a full sample dict, or a LLaVA record (has ``conversations``
     and no ``question``).
     """
     from giqa.data.jsonstream import iter_json_records
 
     p = Path(os.fspath(path))
+    if p.is_dir() and ((p / "samples.jsonl").is_file() or (p / "samples").is_dir()):
+        from giqa.pipeline.ray_runner import read_run_samples  # a run directory (either runner)
+
+        for i, rec in enumerate(read_run_samples(p)):
+            yield _sample_from_dict(rec, f"{p}: sample {i}")
+        return
     if p.is_dir():
         yield from read_hf_dataset(p)
         return

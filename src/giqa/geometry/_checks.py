@@ -5,9 +5,12 @@ from __future__ import annotations
 from numba import njit
 
 _OPTS = dict(cache=True, error_model="numpy", nogil=True)
+# Helpers state parallel=False so a parallel caller does not recompile them with its flags
+# (Numba inherits unset flags), which can cost their vectorisation.
+_SERIAL = dict(_OPTS, parallel=False)
 
 
-@njit(**_OPTS)
+@njit(**_SERIAL)
 def first_bad(boxes):
     """First row that is not finite or has x1 > x2 or y1 > y2; -1 when all rows are valid."""
     for i in range(boxes.shape[0]):

@@ -19,9 +19,12 @@ from numba import njit, prange
 from giqa.geometry._checks import first_bad  # noqa: F401  (re-exported for the wrappers)
 
 _OPTS = dict(cache=True, error_model="numpy", nogil=True)
+# Helpers state parallel=False so a parallel caller does not recompile them with its flags
+# (Numba inherits unset flags), which can cost their vectorisation.
+_SERIAL = dict(_OPTS, parallel=False)
 
 
-@njit(**_OPTS)
+@njit(**_SERIAL)
 def _columns(b):
     m = b.shape[0]
     bx1 = np.empty(m, b.dtype)
@@ -39,7 +42,7 @@ def _columns(b):
 
 
 # -- one output row ------------------------------------------------------------------------
-@njit(**_OPTS)
+@njit(**_SERIAL)
 def _row_iou(ax1, ay1, ax2, ay2, bx1, by1, bx2, by2, ab, row, zero, tiny):
     aa = (ax2 - ax1) * (ay2 - ay1)
     for j in range(row.shape[0]):
@@ -50,7 +53,7 @@ def _row_iou(ax1, ay1, ax2, ay2, bx1, by1, bx2, by2, ab, row, zero, tiny):
         row[j] = inter / max(aa + ab[j] - inter, tiny)
 
 
-@njit(**_OPTS)
+@njit(**_SERIAL)
 def _row_cov(ax1, ay1, ax2, ay2, bx1, by1, bx2, by2, ab, row, zero, tiny):
     aa = (ax2 - ax1) * (ay2 - ay1)
     for j in range(row.shape[0]):
@@ -59,14 +62,14 @@ def _row_cov(ax1, ay1, ax2, ay2, bx1, by1, bx2, by2, ab, row, zero, tiny):
         row[j] = (w * h) / max(min(aa, ab[j]), tiny)
 
 
-@njit(**_OPTS)
+@njit(**_SERIAL)
 def _row_touch(ax1, ay1, ax2, ay2, bx1, by1, bx2, by2, row):
     for j in range(row.shape[0]):
         row[j] = (max(ax1, bx1[j]) <= min(ax2, bx2[j])) & (max(ay1, by1[j]) <= min(ay2, by2[j]))
 
 
 # -- pairwise drivers -------------------------------------------------------------------------
-@njit(**_OPTS)
+@njit(**_SERIAL)
 def pairwise_iou_serial(a, b, out, zero, tiny):
     bx1, by1, bx2, by2, ab = _columns(b)
     for i in range(a.shape[0]):
@@ -80,7 +83,7 @@ def pairwise_iou_parallel(a, b, out, zero, tiny):
         _row_iou(a[i, 0], a[i, 1], a[i, 2], a[i, 3], bx1, by1, bx2, by2, ab, out[i], zero, tiny)
 
 
-@njit(**_OPTS)
+@njit(**_SERIAL)
 def pairwise_cov_serial(a, b, out, zero, tiny):
     bx1, by1, bx2, by2, ab = _columns(b)
     for i in range(a.shape[0]):
@@ -94,7 +97,7 @@ def pairwise_cov_parallel(a, b, out, zero, tiny):
         _row_cov(a[i, 0], a[i, 1], a[i, 2], a[i, 3], bx1, by1, bx2, by2, ab, out[i], zero, tiny)
 
 
-@njit(**_OPTS)
+@njit(**_SERIAL)
 def pairwise_touch_serial(a, b, out):
     bx1, by1, bx2, by2, _ = _columns(b)
     for i in range(a.shape[0]):
@@ -109,7 +112,7 @@ def pairwise_touch_parallel(a, b, out):
 
 
 # -- element-wise drivers ---------------------------------------------------------------------
-@njit(**_OPTS)
+@njit(**_SERIAL)
 def _pair_iou(a, b, i, zero, tiny):
     w = max(min(a[i, 2], b[i, 2]) - max(a[i, 0], b[i, 0]), zero)
     h = max(min(a[i, 3], b[i, 3]) - max(a[i, 1], b[i, 1]), zero)
@@ -119,7 +122,7 @@ def _pair_iou(a, b, i, zero, tiny):
     return inter / max(aa + ab - inter, tiny)
 
 
-@njit(**_OPTS)
+@njit(**_SERIAL)
 def _pair_cov(a, b, i, zero, tiny):
     w = max(min(a[i, 2], b[i, 2]) - max(a[i, 0], b[i, 0]), zero)
     h = max(min(a[i, 3], b[i, 3]) - max(a[i, 1], b[i, 1]), zero)
@@ -128,14 +131,14 @@ def _pair_cov(a, b, i, zero, tiny):
     return (w * h) / max(min(aa, ab), tiny)
 
 
-@njit(**_OPTS)
+@njit(**_SERIAL)
 def _pair_touch(a, b, i):
     return (max(a[i, 0], b[i, 0]) <= min(a[i, 2], b[i, 2])) & (
         max(a[i, 1], b[i, 1]) <= min(a[i, 3], b[i, 3])
     )
 
 
-@njit(**_OPTS)
+@njit(**_SERIAL)
 def ew_iou_serial(a, b, out, zero, tiny):
     for i in range(a.shape[0]):
         out[i] = _pair_iou(a, b, i, zero, tiny)
@@ -147,7 +150,7 @@ def ew_iou_parallel(a, b, out, zero, tiny):
         out[i] = _pair_iou(a, b, i, zero, tiny)
 
 
-@njit(**_OPTS)
+@njit(**_SERIAL)
 def ew_cov_serial(a, b, out, zero, tiny):
     for i in range(a.shape[0]):
         out[i] = _pair_cov(a, b, i, zero, tiny)
@@ -159,7 +162,7 @@ def ew_cov_parallel(a, b, out, zero, tiny):
         out[i] = _pair_cov(a, b, i, zero, tiny)
 
 
-@njit(**_OPTS)
+@njit(**_SERIAL)
 def ew_touch_serial(a, b, out):
     for i in range(a.shape[0]):
         out[i] = _pair_touch(a, b, i)

@@ -19,9 +19,12 @@ from numba import njit, prange
 from giqa.geometry._checks import first_bad
 
 _OPTS = dict(cache=True, error_model="numpy", nogil=True)
+# Helpers state parallel=False so a parallel caller does not recompile them with its flags
+# (Numba inherits unset flags), which can cost their vectorisation.
+_SERIAL = dict(_OPTS, parallel=False)
 
 
-@njit(**_OPTS)
+@njit(**_SERIAL)
 def _find(par, s, c):
     while par[s + c] != c:
         par[s + c] = par[s + par[s + c]]  # path halving; par[x] <= x always holds
@@ -29,7 +32,7 @@ def _find(par, s, c):
     return c
 
 
-@njit(**_OPTS)
+@njit(**_SERIAL)
 def _should_merge(cur, s, p, q, area_thr, cover_thr):
     """The merge rule for clusters ``p`` and ``q``, evaluated in float64."""
     px1 = np.float64(cur[s + p, 0])
@@ -51,7 +54,7 @@ def _should_merge(cur, s, p, q, area_thr, cover_thr):
     return (w * h) / small > cover_thr
 
 
-@njit(**_OPTS)
+@njit(**_SERIAL)
 def _greater(cur, r, k0, k1, k2, k3):
     """Row ``r`` of ``cur`` sorts after the key ``(k0, k1, k2, k3)``."""
     if cur[r, 0] != k0:
@@ -63,7 +66,7 @@ def _greater(cur, r, k0, k1, k2, k3):
     return cur[r, 3] > k3
 
 
-@njit(**_OPTS)
+@njit(**_SERIAL)
 def _merge_segment(boxes, s, e, area_thr, cover_thr, cur, lab, par, nid):
     """Merge ``boxes[s:e]``; writes ``cur[s:s+k]`` (sorted) and ``lab[s:e]``; returns ``k``."""
     n = e - s
@@ -135,7 +138,7 @@ def _merge_segment(boxes, s, e, area_thr, cover_thr, cur, lab, par, nid):
     return k
 
 
-@njit(**_OPTS)
+@njit(**_SERIAL)
 def merge_one(boxes, area_thr, cover_thr):
     """Returns ``(merged (K, 4), assignment (N,), bad_row)``; ``bad_row >= 0`` means invalid input."""
     n = boxes.shape[0]
@@ -150,7 +153,7 @@ def merge_one(boxes, area_thr, cover_thr):
     return cur[:k], lab, -1
 
 
-@njit(**_OPTS)
+@njit(**_SERIAL)
 def _gather(cur, offsets, counts, moff):
     out = np.empty((moff[-1], 4), cur.dtype)
     for b in range(counts.shape[0]):
@@ -162,7 +165,7 @@ def _gather(cur, offsets, counts, moff):
     return out
 
 
-@njit(**_OPTS)
+@njit(**_SERIAL)
 def _prefix(counts):
     moff = np.empty(counts.shape[0] + 1, np.int64)
     moff[0] = 0
@@ -171,7 +174,7 @@ def _prefix(counts):
     return moff
 
 
-@njit(**_OPTS)
+@njit(**_SERIAL)
 def merge_batched_serial(boxes, offsets, area_thr, cover_thr):
     """Ragged batch: ``(merged (K, 4), merged_offsets (B+1,), assignment (T,), bad_row)``."""
     t_all = boxes.shape[0]

@@ -2,8 +2,8 @@
 
 The common case (a C-contiguous float32/float64 ``(N, 4)`` ndarray) passes through without a
 copy after a handful of attribute checks; everything else is converted once. Finiteness and
-corner order are checked by the callers (inside the kernels where speed matters, so a large
-input is read once); :func:`box_error` turns a bad row found there into a clear error.
+corner order are checked inside the kernels (``giqa.geometry._checks.first_bad`` or fused into
+the kernel's own pass); :func:`box_error` turns the bad row found there into a clear error.
 """
 
 from __future__ import annotations
@@ -69,14 +69,6 @@ def pair_args(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
     return as_boxes(a0, "a", dt), as_boxes(b0, "b", dt)
 
 
-def first_bad_row(arr: np.ndarray) -> int:
-    """Index of the first row that is not finite or has x1 > x2 / y1 > y2; -1 if none (NumPy)."""
-    finite = np.isfinite(arr).all(axis=1)
-    ok = finite & (arr[:, 0] <= arr[:, 2]) & (arr[:, 1] <= arr[:, 3])
-    bad = np.flatnonzero(~ok)
-    return int(bad[0]) if bad.size else -1
-
-
 def box_error(arr: np.ndarray, row: int, name: str = "boxes") -> InvalidBoxError:
     """The error describing why ``arr[row]`` is not a valid xyxy box."""
     x1, y1, x2, y2 = (float(v) for v in arr[row])
@@ -88,15 +80,6 @@ def box_error(arr: np.ndarray, row: int, name: str = "boxes") -> InvalidBoxError
     if y1 > y2:
         return InvalidBoxError(f"{name}[{row}] = {vals} is inverted: y1={y1} > y2={y2}")
     return InvalidBoxError(f"{name}[{row}] = {vals} is not a valid box")
-
-
-def check_boxes(arr: np.ndarray, name: str = "boxes") -> None:
-    """Raise :class:`InvalidBoxError` for the first non-finite or inverted row (NumPy pass)."""
-    if arr.shape[0] == 0:
-        return
-    row = first_bad_row(arr)
-    if row >= 0:
-        raise box_error(arr, row, name)
 
 
 def as_offsets(x: Any, total: int) -> np.ndarray:

@@ -33,11 +33,12 @@ from giqa.errors import GridIndexError, InvalidBoxError
 __all__ = ["GridCodec"]
 
 _TOL = 1e-6
+_F64 = np.dtype(np.float64)
 _MAX_CELLS_PER_AXIS = 1 << 20
 # Up to this many rows a plain-Python loop beats a kernel call (and needs no Numba at all,
 # which keeps Box.to_grid and the text codec free of the Numba import).
 _SMALL = 16
-_PAR_ROWS = 1 << 15
+_PAR_ROWS = 1 << 17
 
 _k = None
 
@@ -108,7 +109,7 @@ class GridCodec:
         return hash((GridCodec, self.n, self.m))
 
     def _bounds(self, dtype: np.dtype):
-        """Cell boundaries ``j / k`` (j < k) then ``inf``, in ``dtype``; as arrays and lists.
+        """Cell boundaries ``j / k`` (j < k) then ``inf``, rounded to ``dtype``, as float lists.
 
         Computed in float64 and rounded once to ``dtype``, so ``np.float32(j / k)`` (how a user
         gets a float32 coordinate) is exactly a float32 boundary.
@@ -117,7 +118,7 @@ class GridCodec:
         if t is None:
             bx = np.append(np.arange(self.n, dtype=np.float64) / self.n, np.inf).astype(dtype)
             by = np.append(np.arange(self.m, dtype=np.float64) / self.m, np.inf).astype(dtype)
-            t = (bx, by, bx.tolist(), by.tolist())
+            t = (bx.tolist(), by.tolist())
             self._tables[dtype] = t
         return t
 
@@ -127,7 +128,7 @@ class GridCodec:
 
         float32 input is compared against float32 cell boundaries (so ``np.float32(0.29)`` is
         cell 29 of 100 as well), float64 against float64; integers are read as float64.
-        ``parallel`` forces the kernel choice (default: parallel from 32768 rows).
+        ``parallel`` forces the kernel choice (default: parallel from 131072 rows).
         Raises ``ValueError`` for a wrong shape and :class:`InvalidBoxError` for a NaN, inf or
         out-of-``[0, 1]`` coordinate.
         """
@@ -138,7 +139,7 @@ class GridCodec:
         out = np.empty((rows, 2), np.int64)
         if rows == 0:
             return out
-        bx, by, bxl, byl = self._bounds(arr.dtype)
+        bxl, byl = self._bounds(arr.dtype)
         n, m = self.n, self.m
         if rows <= _SMALL and parallel is None:
             for i, row in enumerate(arr.tolist()):
@@ -148,7 +149,7 @@ class GridCodec:
         k = _kernels()
         fn = k.encode_parallel if (rows >= _PAR_ROWS if parallel is None else parallel) else k.encode_serial
         lo, hi = t(-_TOL), t(1 + _TOL)
-        nbad = fn(arr, bx, by, t(n), t(m), n, m, lo, hi, t(0), t(1), out)
+        nbad = fn(arr.reshape(-1), n, m, lo, hi, t(0), t(1), out.reshape(-1))
         if nbad:
             ok = ((arr >= lo) & (arr <= hi)).all(axis=1)  # False for NaN too
             bad = int(np.flatnonzero(~ok)[0])
@@ -182,20 +183,25 @@ class GridCodec:
         if arr.dtype != np.int64 or not arr.flags.c_contiguous:
             arr = np.ascontiguousarray(arr, dtype=np.int64)
         if rows <= _SMALL and parallel is None:
-            for i, (l, r) in enumerate(arr.tolist()):
+            pairs = arr.tolist()
+            cells = self.cells
+            if not all(0 <= v < cells for pair in pairs for v in pair):
+                self._raise_index(arr)
+            for i, (l, r) in enumerate(pairs):
                 out[i] = self.decode_pair(l, r)
             return out
         k = _kernels()
         fn = k.decode_parallel if (rows >= _PAR_ROWS if parallel is None else parallel) else k.decode_serial
-        bad = fn(arr, self.n, self.m, out)
-        if bad < rows:
+        nbad = fn(arr.reshape(-1), self.n, self.m, out.reshape(-1))
+        if nbad:
+            bad = int(np.flatnonzero(((arr < 0) | (arr >= self.cells)).any(axis=1))[0])
             self._raise_index(arr[bad : bad + 1], offset=bad)
         return out
 
     # -- scalars (the text codec's path; pure Python, no Numba) --------------------------------
     def encode_box(self, x1: float, y1: float, x2: float, y2: float) -> tuple[int, int]:
         """One box -> ``(idx_l, idx_r)`` (same rules as :meth:`encode`, float64)."""
-        _, _, bxl, byl = self._bounds(np.dtype(np.float64))
+        bxl, byl = self._bounds(_F64)
         row = [float(x1), float(y1), float(x2), float(y2)]
         return self._encode_py(row, bxl, byl, None)
 
@@ -220,15 +226,21 @@ class GridCodec:
 
     # -- helpers ---------------------------------------------------------------------------
     def _encode_py(self, row: list, bxl: list, byl: list, i: int | None) -> tuple[int, int]:
-        where = "box" if i is None else f"boxes[{i}]"
-        for name, v in zip(("x1", "y1", "x2", "y2"), row):
-            if not math.isfinite(v):
-                raise InvalidBoxError(f"{where}: {name}={v} is not finite")
-            if not -_TOL <= v <= 1 + _TOL:
-                raise InvalidBoxError(
-                    f"{where}: {name}={v} lies outside [0, 1]; the grid codec needs normalised xyxy"
-                )
-        x1, y1, x2, y2 = (min(max(v, 0.0), 1.0) for v in row)
+        x1, y1, x2, y2 = row
+        if not (-_TOL <= x1 <= 1 + _TOL and -_TOL <= y1 <= 1 + _TOL and -_TOL <= x2 <= 1 + _TOL and -_TOL <= y2 <= 1 + _TOL):
+            where = "box" if i is None else f"boxes[{i}]"
+            for name, v in zip(("x1", "y1", "x2", "y2"), row):
+                if not math.isfinite(v):
+                    raise InvalidBoxError(f"{where}: {name}={v} is not finite")
+                if not -_TOL <= v <= 1 + _TOL:
+                    raise InvalidBoxError(
+                        f"{where}: {name}={v} lies outside [0, 1]; the grid codec needs normalised xyxy"
+                    )
+        # clamp the tolerated float noise
+        x1 = 0.0 if x1 < 0.0 else (1.0 if x1 > 1.0 else x1)
+        y1 = 0.0 if y1 < 0.0 else (1.0 if y1 > 1.0 else y1)
+        x2 = 0.0 if x2 < 0.0 else (1.0 if x2 > 1.0 else x2)
+        y2 = 0.0 if y2 < 0.0 else (1.0 if y2 > 1.0 else y2)
         n, m = self.n, self.m
         xl, xr = (x1, x2) if x1 <= x2 else (x2, x1)
         yl, yr = (y1, y2) if y1 <= y2 else (y2, y1)

@@ -170,16 +170,23 @@ class HFBackend:
             if self._loaded:
                 self._release()
                 self._loaded = False
-                gc.collect()
-                torch = torch_module()
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
+                if self.device is not None and self.device.type == "cuda":
+                    gc.collect()  # drop reference cycles so the CUDA memory is really free
+                    torch_module().cuda.empty_cache()
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """``from_pretrained`` keywords placing the weights: dtype, and on CUDA the device map
+        (weights go straight to the GPU instead of through CPU memory)."""
+        kwargs: dict[str, Any] = {"dtype": self.dtype}
+        if self.device is not None and self.device.type == "cuda":
+            kwargs["device_map"] = str(self.device)
+        return kwargs
 
     def __repr__(self) -> str:
         state = "loaded" if self._loaded else "not loaded"
@@ -239,7 +246,7 @@ class ImageTextBackend(HFBackend):
         tok.padding_side = "left"
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
-        self.model = from_pretrained(transformers.AutoModelForImageTextToText, self.settings, dtype=self.dtype)
+        self.model = from_pretrained(transformers.AutoModelForImageTextToText, self.settings, **self.model_kwargs())
         self.model.to(self.device).eval()
 
     def _release(self) -> None:

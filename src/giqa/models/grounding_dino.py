@@ -2,10 +2,13 @@
 
 Several phrases of one image go through **one** forward pass: they are joined as
 ``"phrase one. phrase two."`` (Grounding DINO's own prompt format; its text encoder masks
-attention between the ``.``-separated phrases). Several images go through one forward pass too
-(the processor pads them, with a pixel mask). Each box is then scored against each phrase on
-that phrase's own tokens, so a phrase's result does not depend on which other phrases shared
-its pass.
+attention between the ``.``-separated phrases). Several images go through one forward pass too:
+each image is preprocessed once, and images of the same preprocessed size are stacked
+(``pad_batches=True`` also stacks different sizes, zero-padded with a pixel mask). Each box is
+then scored against each phrase on that phrase's own tokens. Note that Grounding DINO fuses
+all phrases of a pass with the image features and picks its queries over all of them, so a
+phrase's boxes can differ from a pass with that phrase alone; batching *images* changes
+nothing (tested).
 
 Scoring (the rule of Grounding DINO's reference inference, applied per phrase): for query ``q``
 and phrase ``j`` with token positions ``T_j`` (between the separators),
@@ -27,7 +30,7 @@ from pydantic import Field
 from giqa.errors import BackendError, GiqaError
 from giqa.models._hf import HFBackend, as_rgb_images, batches, from_pretrained, torch_module, transformers_module
 from giqa.models.protocols import Detection
-from giqa.models.settings import HFSettings
+from giqa.models.settings import DType, HFSettings
 from giqa.types import Box
 
 __all__ = ["GroundingDinoSettings", "GroundingDinoDetector", "post_process_kwargs"]
@@ -44,10 +47,13 @@ class GroundingDinoSettings(HFSettings):
     ``k`` boxes per phrase (None: all above threshold). ``pad_batches``: False (default) puts
     only images of the same preprocessed size in one pass, so results equal one-image passes
     exactly; True also batches different sizes with zero padding and a pixel mask (fewer
-    passes, but the backbone sees the padding, so scores shift slightly).
+    passes, but the backbone sees the padding, so scores shift slightly). ``dtype`` defaults
+    to float32 (half precision shifts the deformable-attention sampling); set it to
+    ``"auto"``/``"bfloat16"`` to trade accuracy for memory.
     """
 
     model_id: str = "IDEA-Research/grounding-dino-base"
+    dtype: DType = "float32"
     batch_size: int = Field(4, ge=1, le=256)
     box_threshold: float = Field(0.35, ge=0.0, le=1.0)
     text_threshold: float = Field(0.25, ge=0.0, le=1.0)
@@ -115,9 +121,7 @@ class GroundingDinoDetector(HFBackend):
     def _load(self) -> None:
         transformers = transformers_module()
         self.processor = from_pretrained(transformers.AutoProcessor, self.settings)
-        self.model = from_pretrained(
-            transformers.GroundingDinoForObjectDetection, self.settings, dtype=self.dtype
-        )
+        self.model = from_pretrained(transformers.GroundingDinoForObjectDetection, self.settings, **self.model_kwargs())
         self.model.to(self.device).eval()
         self.max_text_len = int(getattr(self.model.config, "max_text_len", 256))
         self._post_kwargs_fn = self.processor.post_process_grounded_object_detection
@@ -135,8 +139,8 @@ class GroundingDinoDetector(HFBackend):
                 raise TypeError(f"phrases[{i}] must be a list of strings, got {image_phrases!r}")
         out: list[list[list[Detection]]] = [[[] for _ in ps] for ps in phrases]
         self.load()
+        jobs = self._jobs(phrases)
         try:
-            jobs = self._jobs(phrases)
             pixels = self._pixels(images, sorted({i for i, _, _ in jobs}))
             for group in self._groups(jobs, pixels):
                 for sl in batches(len(group), self.settings.batch_size):
@@ -164,7 +168,7 @@ class GroundingDinoDetector(HFBackend):
                 n = len(tok(text, add_special_tokens=False)["input_ids"]) + 1  # + "."
                 if n > budget:
                     raise ValueError(
-                        f"phrase {phrase[:60]!r}... has {n} tokens; Grounding DINO reads at most {budget}"
+                        f"phrases[{i}][{j}] has {n} tokens; Grounding DINO reads at most {budget} per pass"
                     )
                 if idx and used + n > budget:
                     jobs.append((i, idx, texts))
@@ -223,16 +227,14 @@ class GroundingDinoDetector(HFBackend):
                 )
             for j, (start, end) in zip(idx, spans):
                 scores = probs[row, :, start:end].max(dim=-1).values  # (Q,)
-                keep = (scores > s.box_threshold) & (scores > s.text_threshold)
-                order = torch.argsort(scores, descending=True)
-                dets = []
-                for q in order.tolist():
-                    if not keep[q]:
-                        continue
-                    dets.append(Detection(box=_to_box(boxes[row, q]), score=float(scores[q]), phrase=phrases[i][j]))
-                    if s.max_detections is not None and len(dets) >= s.max_detections:
-                        break
-                out[i][j] = dets
+                kept = torch.nonzero((scores > s.box_threshold) & (scores > s.text_threshold)).flatten()
+                kept = kept[torch.argsort(scores[kept], descending=True, stable=True)]
+                if s.max_detections is not None:
+                    kept = kept[: s.max_detections]
+                out[i][j] = [
+                    Detection(box=_to_box(boxes[row, q].tolist()), score=float(scores[q]), phrase=phrases[i][j])
+                    for q in kept.tolist()
+                ]
 
     def _boxes(self, outputs, input_ids):
         """All queries' boxes as normalised xyxy ``(B, Q, 4)`` float32 on CPU.

@@ -90,7 +90,7 @@ class TransformersLLM(HFBackend):
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
         self.tokenizer = tok
-        self.model = from_pretrained(transformers.AutoModelForCausalLM, self.settings, dtype=self.dtype)
+        self.model = from_pretrained(transformers.AutoModelForCausalLM, self.settings, **self.model_kwargs())
         self.model.to(self.device).eval()
 
     def _release(self) -> None:

@@ -14,7 +14,7 @@ transformers' ``convert_llava_weights_to_hf.py``) drops in through ``model_id``.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Sequence
 
 from pydantic import Field
 

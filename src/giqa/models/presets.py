@@ -30,8 +30,7 @@ from giqa.models.registry import create
 
 __all__ = ["ROLES", "PRESETS", "PresetSpec", "Backends", "load_preset", "preset_available_locally", "default_cache_dir"]
 
-ROLES = ("detector", "llm", "filter", "embedder", "vlm")
-_KIND = {"detector": "detector", "llm": "llm", "filter": "filter", "embedder": "embedder", "vlm": "vlm"}
+ROLES = ("detector", "llm", "filter", "embedder", "vlm")  # also the registry kinds
 
 
 @dataclass(frozen=True)
@@ -104,6 +103,13 @@ class Backends:
     def models(self) -> dict[str, str]:
         """Role -> model id, for sample provenance."""
         return {role: str(getattr(getattr(self, role), "model_id", "?")) for role in ROLES}
+
+    def provenance(self, **fields: Any):
+        """A :class:`giqa.types.Provenance` with this preset's models, name and random-weights
+        flag; ``fields`` (prompts, thresholds, seed, ...) are passed through."""
+        from giqa.types import Provenance
+
+        return Provenance(models=self.models(), preset=self.preset, random_weights=self.random_weights, **fields)
 
     def _all(self) -> list[Any]:
         return [getattr(self, role) for role in ROLES]
@@ -191,7 +197,7 @@ def load_preset(
         if device is not None and backend_name.split(".v")[0] in _HF_BACKENDS:
             settings.setdefault("device", device)
         try:
-            built[role] = create(_KIND[role], backend_name, **settings)
+            built[role] = create(role, backend_name, **settings)
         except GiqaError:
             raise
         except Exception as exc:

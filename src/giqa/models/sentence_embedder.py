@@ -69,7 +69,8 @@ class SentenceTransformerEmbedder(HFBackend):
             self.model = st.SentenceTransformer(self.source, **opts)
         except Exception as exc:
             raise BackendError(f"could not load sentence-transformers model {self.source!r}: {exc}") from exc
-        self.dim = int(self.model.get_embedding_dimension())
+        dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        self.dim = int(dim())
 
     def _release(self) -> None:
         del self.model

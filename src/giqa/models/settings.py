@@ -11,7 +11,7 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["BackendSettings", "HFSettings"]
+__all__ = ["BackendSettings", "HFSettings", "DType", "Device"]
 
 Device = str  # "auto" | "cpu" | "cuda" | "cuda:N" | "mps"
 DType = Literal["auto", "float32", "float16", "bfloat16"]

@@ -14,9 +14,11 @@ call with the same ``out_dir`` reuse it instead of rebuilding). Building is dete
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Callable, Union
 
 from giqa.errors import require
 
@@ -105,6 +107,41 @@ def _write_marker(out: Path, kind: str, **extra: Any) -> None:
     _marker(out).write_text(json.dumps(info, indent=2))
 
 
+def _materialise(out_dir: PathLike, kind: str, force: bool, write: Callable[[Path], dict[str, Any]]) -> Path:
+    """Build with ``write`` into ``out_dir`` unless a finished build of ``kind`` is there.
+
+    A new directory is written under a temporary name and renamed at the end, so a crash or
+    a concurrent build never leaves a half-written directory that looks finished; the marker
+    file is written last.
+    """
+    out = Path(out_dir)
+    if not force and _cached(out, kind):
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fresh = not out.exists() or (out.is_dir() and not any(out.iterdir()))
+    target = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent)) if fresh else out
+    if not fresh:
+        _marker(out).unlink(missing_ok=True)  # rebuilding in place: not finished until the end
+    try:
+        extra = write(target)
+        _write_marker(target, kind, **extra)
+        if fresh:
+            os.chmod(target, 0o755)
+            if out.exists():
+                out.rmdir()
+            try:
+                os.replace(target, out)
+            except OSError:
+                if not _cached(out, kind):  # not a concurrent build that finished first
+                    raise
+                shutil.rmtree(target, ignore_errors=True)
+    except BaseException:
+        if fresh:
+            shutil.rmtree(target, ignore_errors=True)
+        raise
+    return out
+
+
 def is_tiny_random(path: PathLike) -> bool:
     """True when ``path`` is a directory made by one of the ``build_tiny_*`` functions."""
     return _marker(Path(path)).is_file()
@@ -156,11 +193,11 @@ def build_tiny_llama(out_dir: PathLike, *, force: bool = False) -> Path:
     ``<|begin_of_text|>`` (bos), ``<|eot_id|>`` (eos), ``<|start_header_id|>``,
     ``<|end_header_id|>`` and ``<|pad|>``, and a Llama-3 chat template.
     """
-    out = Path(out_dir)
-    if not force and _cached(out, "llama"):
-        return out
+    return _materialise(out_dir, "llama", force, _write_llama)
+
+
+def _write_llama(out: Path) -> dict[str, Any]:
     transformers = require("transformers", "models")
-    out.mkdir(parents=True, exist_ok=True)
     specials = ["<|begin_of_text|>", "<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>", "<|pad|>"]
     raw = _byte_bpe(specials, bos=None)
     tokenizer = transformers.PreTrainedTokenizerFast(
@@ -193,8 +230,7 @@ def build_tiny_llama(out_dir: PathLike, *, force: bool = False) -> Path:
     model.generation_config.bos_token_id = tokenizer.bos_token_id
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    _write_marker(out, "llama", architecture="LlamaForCausalLM")
-    return out
+    return {"architecture": "LlamaForCausalLM"}
 
 
 # -- LLaVA (quality filter, VLM, trainer) ------------------------------------------------
@@ -209,11 +245,11 @@ def build_tiny_llava(out_dir: PathLike, *, force: bool = False) -> Path:
     the LLaVA-1.5 chat template (``USER: <image>\\n... ASSISTANT:``). Supports ``generate()``
     and a forward pass with ``labels``.
     """
-    out = Path(out_dir)
-    if not force and _cached(out, "llava"):
-        return out
+    return _materialise(out_dir, "llava", force, _write_llava)
+
+
+def _write_llava(out: Path) -> dict[str, Any]:
     transformers = require("transformers", "models")
-    out.mkdir(parents=True, exist_ok=True)
     raw = _byte_bpe(["<s>", "</s>", "<pad>", "<unk>", "<image>"], bos="<s>")
     tokenizer = transformers.PreTrainedTokenizerFast(
         tokenizer_object=raw,
@@ -226,7 +262,8 @@ def build_tiny_llava(out_dir: PathLike, *, force: bool = False) -> Path:
         model_max_length=512,
     )
     image_size, patch = 32, 8
-    image_processor = transformers.CLIPImageProcessorPil(
+    clip_ip = getattr(transformers, "CLIPImageProcessorPil", None) or transformers.CLIPImageProcessor  # v5 / v4
+    image_processor = clip_ip(
         size={"shortest_edge": image_size},
         crop_size={"height": image_size, "width": image_size},
     )
@@ -277,8 +314,7 @@ def build_tiny_llava(out_dir: PathLike, *, force: bool = False) -> Path:
     model.generation_config.bos_token_id = tokenizer.bos_token_id
     model.save_pretrained(out)
     processor.save_pretrained(out)
-    _write_marker(out, "llava", architecture="LlavaForConditionalGeneration")
-    return out
+    return {"architecture": "LlavaForConditionalGeneration"}
 
 
 # -- Grounding DINO (detector) ------------------------------------------------------------
@@ -318,13 +354,14 @@ def build_tiny_grounding_dino(out_dir: PathLike, *, force: bool = False) -> Path
     1 encoder / 2 decoder layers, 20 queries, 3 feature levels. The image processor resizes
     the shortest edge to 64 (longest at most 96).
     """
-    out = Path(out_dir)
-    if not force and _cached(out, "grounding_dino"):
-        return out
+    return _materialise(out_dir, "grounding_dino", force, _write_grounding_dino)
+
+
+def _write_grounding_dino(out: Path) -> dict[str, Any]:
     transformers = require("transformers", "models")
-    out.mkdir(parents=True, exist_ok=True)
     tokenizer = transformers.BertTokenizer(vocab=_bert_vocab(), do_lower_case=True, model_max_length=256)
-    image_processor = transformers.GroundingDinoImageProcessorPil(size={"shortest_edge": 64, "longest_edge": 96})
+    gd_ip = getattr(transformers, "GroundingDinoImageProcessorPil", None) or transformers.GroundingDinoImageProcessor
+    image_processor = gd_ip(size={"shortest_edge": 64, "longest_edge": 96})
     processor = transformers.GroundingDinoProcessor(image_processor=image_processor, tokenizer=tokenizer)
     backbone = transformers.SwinConfig(
         image_size=64,
@@ -363,8 +400,7 @@ def build_tiny_grounding_dino(out_dir: PathLike, *, force: bool = False) -> Path
     model = transformers.GroundingDinoForObjectDetection(config)
     model.save_pretrained(out)
     processor.save_pretrained(out)
-    _write_marker(out, "grounding_dino", architecture="GroundingDinoForObjectDetection")
-    return out
+    return {"architecture": "GroundingDinoForObjectDetection"}
 
 
 # -- sentence embedder ---------------------------------------------------------------------
@@ -375,13 +411,16 @@ def build_tiny_sentence_embedder(out_dir: PathLike, *, force: bool = False) -> P
     are unit-norm and deterministic, and similar strings (sharing tokens) tend to be closer,
     but they carry no meaning.
     """
-    out = Path(out_dir)
-    if not force and _cached(out, "sentence_embedder"):
-        return out
+    return _materialise(out_dir, "sentence_embedder", force, _write_sentence_embedder)
+
+
+def _write_sentence_embedder(out: Path) -> dict[str, Any]:
     transformers = require("transformers", "models")
     st = require("sentence_transformers", "models")
-    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
-    out.mkdir(parents=True, exist_ok=True)
+    try:  # sentence-transformers >= 6
+        from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+    except ImportError:  # 3.x - 5.x
+        from sentence_transformers.models import Normalize, Pooling, Transformer
     tokenizer = transformers.BertTokenizer(vocab=_bert_vocab(), do_lower_case=True, model_max_length=128)
     config = transformers.BertConfig(
         vocab_size=len(tokenizer),
@@ -396,8 +435,8 @@ def build_tiny_sentence_embedder(out_dir: PathLike, *, force: bool = False) -> P
         transformers.BertModel(config).save_pretrained(bert_dir)
         tokenizer.save_pretrained(bert_dir)
         word = Transformer(bert_dir, max_seq_length=128)
-        pool = Pooling(word.get_embedding_dimension(), pooling_mode="mean")
+        dim = getattr(word, "get_embedding_dimension", None) or word.get_word_embedding_dimension
+        pool = Pooling(dim(), pooling_mode="mean")
         model = st.SentenceTransformer(modules=[word, pool, Normalize()], device="cpu")
         model.save(str(out))
-    _write_marker(out, "sentence_embedder", architecture="BertModel+mean pooling")
-    return out
+    return {"architecture": "BertModel+mean pooling"}

@@ -22,6 +22,7 @@ Record fields added on the way: ``tags`` (list of Tag dicts), ``detections`` (pe
 
 from __future__ import annotations
 
+import hashlib
 import io
 import random
 from typing import Any, Iterable, Optional
@@ -47,10 +48,54 @@ def _coerce_tags(data: Any) -> Any:
     return {"tags": data} if isinstance(data, list) else data
 
 
-def _load(record: dict[str, Any], config: DesConfig):
-    from giqa.images import load_image
+class _ImageCache:
+    """Decoded images by record key (the key hashes the image bytes), LRU, bounded in bytes.
 
-    return load_image(config.root, record["image"], max_pixels=config.max_pixels, max_side=config.max_side)
+    Detection decodes an image and refinement crops the same image: within one process the
+    second decode is skipped. Per process, so it needs no sharing across Ray actors.
+    """
+
+    def __init__(self, max_bytes: int = 128 << 20) -> None:
+        from collections import OrderedDict
+
+        self.max_bytes = max_bytes
+        self._items: "OrderedDict[tuple[str, int, int], Any]" = OrderedDict()
+        self._bytes = 0
+
+    def get(self, record: dict[str, Any], config: DesConfig) -> Any:
+        from giqa.images import load_image
+
+        ck = (record["key"], config.max_pixels, config.max_side)
+        im = self._items.get(ck)
+        if im is not None:
+            self._items.move_to_end(ck)
+            return im
+        im = load_image(config.root, record["image"], max_pixels=config.max_pixels, max_side=config.max_side)
+        size = im.width * im.height * 3
+        if size <= self.max_bytes:
+            self._items[ck] = im
+            self._bytes += size
+            while self._bytes > self.max_bytes:
+                _, old = self._items.popitem(last=False)
+                self._bytes -= old.width * old.height * 3
+        return im
+
+
+    def clear(self) -> None:
+        self._items.clear()
+        self._bytes = 0
+
+
+_IMAGES = _ImageCache()
+
+
+def clear_image_cache() -> None:
+    """Forget the decoded images kept between detection and refinement (this process)."""
+    _IMAGES.clear()
+
+
+def _load(record: dict[str, Any], config: DesConfig):
+    return _IMAGES.get(record, config)
 
 
 def _mentioned(needle: str, haystack_cf: str) -> bool:
@@ -266,8 +311,8 @@ class FuseStage(Stage):
 
     def process(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         from giqa import prompts
-        from giqa.text import fuse, parse_grounded
-        from giqa.types import GroundedPhrase
+        from giqa.text import fuse_report
+        from giqa.types import Box, GroundedPhrase
 
         cfg = self.config
         n, m = cfg.grid
@@ -276,19 +321,16 @@ class FuseStage(Stage):
         out = []
         for r in records:
             r = dict(r)
-            regions = r.get("regions") or []
-            phrases = [GroundedPhrase(phrase=g["phrase"], boxes=tuple(g["boxes"])) for g in regions]
-            answer = fuse(r["description"], phrases, style="grid", n=n, m=m)
-            parsed = parse_grounded(answer, n=n, m=m)
-            by_phrase: dict[str, list[int]] = {}
-            for k, g in enumerate(regions):
-                by_phrase.setdefault(g["phrase"].casefold(), []).append(k)
-            fused: dict[int, list[int]] = {}
-            for span in parsed.spans:
-                ks = by_phrase.get(span.phrase.casefold())
-                if ks:
-                    k = ks.pop(0)
-                    fused[k] = [span.start, span.end]
+            regions = list(r.get("regions") or [])
+            # boxes come from Detection boxes and box_merge (already valid): no re-validation here;
+            # finalize validates the Sample in full
+            phrases = [GroundedPhrase.model_construct(phrase=g["phrase"], span=None, tag=None, boxes=tuple(
+                Box.model_construct(x1=b[0], y1=b[1], x2=b[2], y2=b[3]) for b in g["boxes"])) for g in regions]
+            report = fuse_report(r["description"], phrases, style="grid", n=n, m=m)
+            answer = report.text
+            # placed mentions' [start, end) in the description = their spans in the clean text
+            placed = {id(p): list(span) for p, span in report.placed}
+            fused = {k: placed[id(p)] for k, p in enumerate(phrases) if id(p) in placed}
             for k, g in enumerate(regions):
                 g = dict(g)
                 g["span"] = fused.get(k)
@@ -429,8 +471,6 @@ class DesPipeline:
                 record["key"] = content_key("bad-item", repr(sorted(item.items(), key=lambda kv: str(kv[0])))[:10000], fp)
                 out.append(set_error(record, "input", problem))
                 continue
-            import hashlib
-
             record["key"] = content_key(hashlib.sha256(data).hexdigest(), desc, fp)
             out.append(record)
         return out
@@ -447,10 +487,15 @@ class DesPipeline:
                 errors.append(error_record(r))
                 continue
             try:
-                tags = tuple(Tag.model_validate(t) for t in r.get("tags") or [])
+                tag_dicts = list(r.get("tags") or [])
+                tags = tuple(Tag.model_validate(t) for t in tag_dicts)
+
+                def tag_of(d: dict[str, Any]) -> Tag:
+                    return tags[tag_dicts.index(d)] if d in tag_dicts else Tag.model_validate(d)
+
                 regions = tuple(
                     GroundedPhrase(phrase=g["phrase"], boxes=tuple(g["boxes"]),
-                                   span=tuple(g["span"]) if g.get("span") else None, tag=Tag.model_validate(g["tag"]))
+                                   span=tuple(g["span"]) if g.get("span") else None, tag=tag_of(g["tag"]))
                     for g in r.get("regions") or [] if g.get("span") is not None
                 )
                 prov = Provenance(

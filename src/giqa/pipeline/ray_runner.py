@@ -1,13 +1,14 @@
 """Ray Data runner: the same stages as :func:`giqa.pipeline.run_local`, scaled over a cluster.
 
-Each stage of ``pipeline.stages`` becomes one ``Dataset.map_batches`` step running the very
-same stage object (records travel as JSON strings in an Arrow column, so any JSON-serialisable
+Every stage of ``pipeline.stages`` runs, as the very same stage object, inside a
+``Dataset.map_batches`` step (records travel as JSON strings in an Arrow column, so any JSON-serialisable
 record works). A *model stage* (one whose backend roles in ``stage.needs`` are configured)
 runs in an actor pool: every actor unpickles the stage once and builds its backend lazily from
 its :class:`giqa.pipeline.BackendSpec` (or preset), so a model is loaded once per actor, with
 the actor's own ``num_gpus``, ``num_cpus`` and ``batch_size`` (:class:`StageOptions`).
 CPU-only stages (e.g. ``fuse``, or ``refine`` without a quality filter) run as Ray tasks.
-A last CPU step calls ``pipeline.finalize`` on the workers; the driver only appends lines.
+Consecutive CPU stages share one task (records are decoded and encoded once), and
+``pipeline.finalize`` runs in the last one, on the workers; the driver only appends lines.
 
 Output and resume are shared with the in-process runner (:class:`giqa.pipeline.runner.OutputState`):
 ``samples.jsonl`` / ``errors.jsonl`` / ``run_summary.json`` in ``out_dir`` by default, so a run
@@ -35,16 +36,17 @@ Example::
 
 from __future__ import annotations
 
+import copy
 import json
+import math
 import os
-import sys
 import time
 import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
-from giqa.errors import require
+from giqa.errors import BackendError, require
 
 __all__ = ["run_ray", "StageOptions", "read_run_samples", "done_shard_keys", "OUTPUT_FORMATS"]
 
@@ -102,11 +104,14 @@ def _encode(records: Sequence[dict[str, Any]]) -> Any:
     })
 
 
-def _apply_stage(table: Any, stage: Any) -> Any:
-    """One batch through one stage, guarded exactly as the in-process runner guards it."""
+def _apply_stages(table: Any, stages: Sequence[Any], pipeline: Any = None) -> Any:
+    """One batch through consecutive stages (each splits it into its own ``batch_size``, guarded
+    exactly as the in-process runner guards it); with ``pipeline``, finalised as well. Records
+    are decoded once and encoded once per call, however many stages run in it."""
     from giqa.pipeline.runner import run_stages
 
-    return _encode(run_stages([stage], _decode(table)))
+    records = run_stages(list(stages), _decode(table))
+    return _encode(records) if pipeline is None else _finalize_records(records, pipeline)
 
 
 class _StageActor:
@@ -116,10 +121,10 @@ class _StageActor:
         self.stage = stage
 
     def __call__(self, table: Any) -> Any:
-        return _apply_stage(table, self.stage)
+        return _apply_stages(table, [self.stage])
 
 
-def _finalize(table: Any, pipeline: Any) -> Any:
+def _finalize_records(records: list[dict[str, Any]], pipeline: Any) -> Any:
     """Records -> per record: its sample lines (with ``group_size``) or its error entries.
 
     Mirrors the bookkeeping of ``run_local``: samples grouped by record key, a good record
@@ -129,7 +134,6 @@ def _finalize(table: Any, pipeline: Any) -> Any:
 
     from giqa.pipeline.records import error_record, set_error
 
-    records = _decode(table)
     samples, errors = pipeline.finalize(records)
     groups: dict[str, list[Any]] = {}
     for s in samples:
@@ -187,7 +191,7 @@ def _input_records(pipeline: Any, inputs: Any, block_rows: int) -> list[dict[str
     import ray
 
     n_blocks = max(1, -(-len(inputs) // block_rows))
-    ds = ray.data.from_items([{"item": json.dumps(it)} for it in inputs], override_num_blocks=n_blocks)
+    ds = ray.data.from_items([{"item": json.dumps(it, default=str)} for it in inputs], override_num_blocks=n_blocks)
     ds = ds.map_batches(_make_inputs, batch_size=block_rows, batch_format="pyarrow",
                         fn_kwargs={"pipeline": pipeline}, udf_modifying_row_count=False)
     out: list[dict[str, Any]] = []
@@ -286,6 +290,16 @@ def _uses_model(stage: Any) -> bool:
     return False
 
 
+def _actor_cpus(cpus: float, n_actor_stages: int) -> float:
+    """Default CPUs per actor: 1 when the cluster has room for every actor stage plus as many
+    task slots; else half the CPUs shared among the actor stages, in steps of 0.25, so that all
+    actor pools fit at once (2 CPUs, 3 model stages: 0.25 each) and tasks still get a CPU."""
+    if cpus >= 2 * (n_actor_stages + 1):
+        return 1.0
+    share = cpus / 2 / max(n_actor_stages, 1)
+    return max(0.25, math.floor(share * 4) / 4)
+
+
 def _resolve_options(
     stages: Sequence[Any], given: Mapping[str, Any], resources: Mapping[str, float]
 ) -> list[tuple[StageOptions, bool]]:
@@ -297,9 +311,7 @@ def _resolve_options(
     use_actor = [o.actors if o.actors is not None else _uses_model(s) for s, o in zip(stages, opts)]
     gpus = float(resources.get("GPU", 0.0))
     cpus = float(resources.get("CPU", 1.0))
-    n_actor_stages = sum(use_actor)
-    # every actor stage must fit at once, with room left for the task stages and the driver's reads
-    actor_cpu = 1.0 if cpus >= 2 * (n_actor_stages + 1) else max(0.25, (cpus // 2) / max(n_actor_stages, 1) // 0.25 * 0.25)
+    actor_cpu = _actor_cpus(cpus, sum(use_actor))
     out = []
     for stage, o, actor in zip(stages, opts, use_actor):
         num_gpus = o.num_gpus if o.num_gpus is not None else (1.0 if actor and gpus >= 1 and _uses_model(stage) else 0.0)
@@ -312,7 +324,23 @@ def _resolve_options(
     return out
 
 
+def _check_picklable(pipeline: Any) -> None:
+    """Fail before any work when a stage cannot travel to the workers (e.g. a loaded model)."""
+    from ray import cloudpickle
+
+    for stage in pipeline.stages:
+        try:
+            cloudpickle.dumps(stage)
+        except Exception as exc:  # noqa: BLE001 - pickling raises many types
+            raise BackendError(
+                f"stage {getattr(stage, 'name', stage)!r} cannot be sent to Ray workers ({exc}); give its "
+                "backend as a BackendSpec or a preset name, so that each worker builds its own"
+            ) from exc
+
+
 def _build_dataset(pipeline: Any, todo: list[dict[str, Any]], block_rows: int, options: Any) -> Any:
+    """Input blocks -> one ``map_batches`` per actor stage; consecutive task stages, and the
+    finalize step after them, share one ``map_batches`` (one JSON decode/encode per record)."""
     import ray
     from ray.data import ActorPoolStrategy, TaskPoolStrategy
 
@@ -321,21 +349,38 @@ def _build_dataset(pipeline: Any, todo: list[dict[str, Any]], block_rows: int, o
         [{"key": r["key"], "record": json.dumps(r, ensure_ascii=False, separators=(",", ":"))} for r in todo],
         override_num_blocks=n_blocks,
     )
+    group: list[Any] = []  # pending task stages
+    group_opts: list[StageOptions] = []
+
+    def task_step(ds: Any, finalize: bool) -> Any:
+        conc = [int(o.concurrency) for o in group_opts if o.concurrency]
+        return ds.map_batches(
+            _apply_stages, batch_size=block_rows, batch_format="pyarrow",
+            fn_kwargs={"stages": list(group), "pipeline": pipeline if finalize else None},
+            num_cpus=max([o.num_cpus or 1.0 for o in group_opts], default=1.0),
+            compute=TaskPoolStrategy(size=min(conc)) if conc else None,
+            udf_modifying_row_count=finalize,
+        )
+
     for stage, (opt, actor) in zip(pipeline.stages, options):
-        common = dict(batch_size=opt.batch_size, batch_format="pyarrow", num_cpus=opt.num_cpus,
-                      udf_modifying_row_count=False)
-        if opt.num_gpus:
-            common["num_gpus"] = opt.num_gpus
-        if actor:
-            conc = opt.concurrency
-            compute = (ActorPoolStrategy(min_size=conc[0], max_size=conc[1]) if isinstance(conc, tuple)
-                       else ActorPoolStrategy(size=int(conc)))
-            ds = ds.map_batches(_StageActor, fn_constructor_kwargs={"stage": stage}, compute=compute, **common)
-        else:
-            compute = TaskPoolStrategy(size=int(opt.concurrency)) if opt.concurrency else None
-            ds = ds.map_batches(_apply_stage, fn_kwargs={"stage": stage}, compute=compute, **common)
-    return ds.map_batches(_finalize, batch_size=block_rows, batch_format="pyarrow", fn_kwargs={"pipeline": pipeline},
-                          num_cpus=1.0, udf_modifying_row_count=True)
+        if getattr(stage, "batch_size", None) not in (None, opt.batch_size):
+            stage = copy.copy(stage)  # a batch_size option sets the records per stage call
+            stage.batch_size = opt.batch_size
+        if not actor:
+            group.append(stage)
+            group_opts.append(opt)
+            continue
+        if group:
+            ds = task_step(ds, finalize=False)
+            group, group_opts = [], []
+        conc = opt.concurrency
+        compute = (ActorPoolStrategy(min_size=conc[0], max_size=conc[1]) if isinstance(conc, tuple)
+                   else ActorPoolStrategy(size=int(conc)))
+        extra = {"num_gpus": opt.num_gpus} if opt.num_gpus else {}
+        ds = ds.map_batches(_StageActor, fn_constructor_kwargs={"stage": stage}, compute=compute,
+                            batch_size=opt.batch_size, batch_format="pyarrow", num_cpus=opt.num_cpus,
+                            udf_modifying_row_count=False, **extra)
+    return task_step(ds, finalize=True)
 
 
 def run_ray(
@@ -384,14 +429,17 @@ def run_ray(
         raise ValueError(f"output_format must be one of {OUTPUT_FORMATS}, got {output_format!r}")
     t0 = time.perf_counter()
     started = False
+    bars: Optional[bool] = None
     if not ray.is_initialized():
         kwargs = {"include_dashboard": False, "log_to_driver": False, **dict(init_kwargs or {})}
         ray.init(address=address, **kwargs)
         started = True
     try:
         ctx = DataContext.get_current()
+        bars = ctx.enable_progress_bars
         ctx.enable_progress_bars = False  # one giqa bar instead of one per operator
         options = _resolve_options(pipeline.stages, stage_options or {}, ray.cluster_resources())
+        _check_picklable(pipeline)
 
         records = _input_records(pipeline, inputs, batch_size)
         state = OutputState(out_dir)
@@ -459,5 +507,7 @@ def run_ray(
             (state.dir / SUMMARY_FILE).write_text(json.dumps(summary.as_dict(), indent=2) + "\n", encoding="utf-8")
         return summary
     finally:
+        if bars is not None and ray.is_initialized():
+            DataContext.get_current().enable_progress_bars = bars
         if started:
             ray.shutdown()

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
+from giqa.errors import MissingDependencyError, RegistryError
 from giqa.pipeline.records import JsonlWriter, error_record, read_jsonl, set_error, write_jsonl_atomic
 
 __all__ = ["run_local", "RunSummary", "OutputState", "run_stages"]
@@ -165,7 +166,9 @@ def run_stages(stages: Sequence[Any], records: list[dict[str, Any]]) -> list[dic
     """Run ``records`` through ``stages``, each in batches of its ``batch_size``.
 
     A stage that raises or returns the wrong number of records marks that batch failed (the
-    built-in stages never raise; this guards user stages).
+    built-in stages never raise; this guards user stages). Setup errors
+    (:class:`giqa.errors.MissingDependencyError`, :class:`giqa.errors.RegistryError`, e.g. an
+    unknown backend name) propagate and stop the run.
     """
     for stage in stages:
         size = max(1, int(getattr(stage, "batch_size", len(records) or 1)))
@@ -177,6 +180,8 @@ def run_stages(stages: Sequence[Any], records: list[dict[str, Any]]) -> list[dic
                 res = list(stage(batch))
                 if len(res) != len(batch):
                     raise RuntimeError(f"stage {name} returned {len(res)} records for {len(batch)}")
+            except (MissingDependencyError, RegistryError):
+                raise  # setup problem: stop (nothing of this chunk was written; a re-run redoes it)
             except Exception as exc:  # noqa: BLE001 - one bad batch never stops the run
                 res = [r if r.get("error") is not None else set_error(r, name, exc) for r in batch]
             nxt.extend(res)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+from functools import lru_cache
 from typing import Any, Callable, Mapping, Optional, Sequence, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from giqa.errors import BackendError, ParseError
+from giqa.errors import BackendError, MissingDependencyError, ParseError, RegistryError
 from giqa.pipeline.config import BackendSpec
 from giqa.pipeline.records import is_error, set_error
 
@@ -64,12 +65,17 @@ def record_backend(record: dict[str, Any], role: str, backend: Any) -> None:
         record["random_weights"] = True
 
 
+# Setup problems (a missing optional package, an unknown backend name): not a bad record.
+_SETUP_ERRORS = (MissingDependencyError, RegistryError)
+
+
 class Stage:
     """One pipeline stage. Subclasses implement :meth:`process` on records without error.
 
     ``__call__`` passes records with an ``error`` through untouched, runs :meth:`process` on
     the rest, and, if the whole batch raises, re-runs it record by record so that only the
-    failing records get an ``error`` (``{"stage": name, "type", "message"}``).
+    failing records get an ``error`` (``{"stage": name, "type", "message"}``). Setup errors
+    (:class:`MissingDependencyError`, :class:`RegistryError`) are raised, not recorded.
     """
 
     name: str = "stage"
@@ -95,6 +101,8 @@ class Stage:
             batch = [dict(records[i]) for i in todo]
             try:
                 results = self._checked(batch)
+            except _SETUP_ERRORS:
+                raise  # a backend that cannot be built fails every record: stop the run instead
             except Exception as exc:  # noqa: BLE001 - isolate the failing record(s)
                 if len(batch) == 1:
                     results = [set_error(records[todo[0]], self.name, exc)]
@@ -137,11 +145,18 @@ def _extract_json(text: str) -> Any:
         try:
             obj, _ = decoder.raw_decode(text, i)
             return obj
+        except RecursionError:
+            raise ParseError("model output nests JSON too deeply") from None
         except json.JSONDecodeError:
             nxt = min((j for j in (text.find("{", i + 1), text.find("[", i + 1)) if j != -1), default=-1)
             if nxt != -1:
                 starts = [nxt]
     raise ParseError("no JSON object found in the model output")
+
+
+@lru_cache(maxsize=None)
+def _schema(model: type[BaseModel]) -> dict[str, Any]:
+    return model.model_json_schema()
 
 
 def generate_json(
@@ -159,7 +174,7 @@ def generate_json(
     asks again (at most ``max_retries`` extra rounds, batched over the still-failing items).
     Returns, per conversation, the validated model or the last exception (a ParseError).
     """
-    schema = model.model_json_schema()
+    schema = _schema(model)
     convs = [list(c) for c in conversations]
     results: list[M | Exception] = [ParseError("not attempted")] * len(convs)
     pending = list(range(len(convs)))

@@ -77,8 +77,10 @@ class GenerateStage(Stage):
 
     def process(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         from giqa import prompts
+        from giqa.text import format_boxes
 
         cfg = self.config
+        n, m = cfg.grid
         families = [(f, prompts.load(p), n) for f, p, n in (
             ("yes_no", cfg.yes_no_prompt, cfg.yes_no_per_sample),
             ("open", cfg.open_prompt, cfg.open_per_sample),
@@ -86,9 +88,11 @@ class GenerateStage(Stage):
         out = [dict(r) for r in records]
         convs, where = [], []
         for i, r in enumerate(out):
-            objs = "\n".join(f"- {o['name']}: {o['quality']}" for o in _objects(r)) or "- (none)"
-            for family, prompt, n in families:
-                convs.append(prompt.messages(description=r["description"], objects=objs, n=n))
+            objs = "\n".join(
+                f"- {o['name']}: {o['quality']} {format_boxes(o['boxes'], n=n, m=m)}" for o in _objects(r)
+            ) or "- (none)"
+            for family, prompt, count in families:
+                convs.append(prompt.messages(description=r["description"], objects=objs, n=count))
                 where.append((i, family, prompt))
         if not convs:
             return out
@@ -173,8 +177,11 @@ class FilterStage(Stage):
         return out
 
     def _normalise(self, qa: dict[str, Any]) -> tuple[Optional[str], dict[str, Any]]:
-        q = " ".join(str(qa.get("question", "")).split())
-        a = " ".join(str(qa.get("answer", "")).split())
+        from giqa.text import strip_coordinates
+
+        # boxes the LLM copied from the prompt are removed; the ground stage writes them
+        q = " ".join(strip_coordinates(str(qa.get("question", ""))).split())
+        a = " ".join(strip_coordinates(str(qa.get("answer", ""))).split())
         if not q or not a:
             return "empty", qa
         if not q.endswith("?"):
@@ -309,7 +316,7 @@ class VqaPipeline:
                                       "input": {"item": repr(item)[:1000]}},
                                      "input", exc if isinstance(exc, ParseError) else ParseError(f"input {n} is not a valid sample: {exc}")))
                 continue
-            raw = s.model_dump_json()
+            raw = s.model_dump_json(exclude={"meta"}) + str(s.meta.get("key"))  # not run bookkeeping
             record: dict[str, Any] = {
                 "key": content_key(raw, fp),
                 "id": s.id,

@@ -48,7 +48,15 @@ def as_boxes(boxes: Iterable[Any]) -> list[Box]:
         return [Box.from_xyxy(row.tolist()) for row in boxes]
     out = []
     for b in boxes:
-        out.append(b if isinstance(b, Box) else Box.from_xyxy(b))
+        if isinstance(b, Box):
+            out.append(b)
+        elif isinstance(b, (int, float, np.number)):
+            raise InvalidBoxError("expected a sequence of boxes, got a single box's numbers (wrap it in a list)")
+        else:
+            try:
+                out.append(Box.from_xyxy(b))
+            except TypeError as exc:
+                raise InvalidBoxError(f"a box must be 4 numbers (x1, y1, x2, y2), got {b!r}") from exc
     return out
 
 
@@ -145,8 +153,8 @@ class FuseReport:
     skipped: list[tuple[GroundedPhrase, str]] = field(default_factory=list)
 
 
-def _overlaps(a: int, b: int, claims: list[tuple[int, int, Any]]) -> bool:
-    return any(a < e and s < b for s, e, _ in claims)
+def _overlaps(a: int, b: int, claims: list) -> bool:
+    return any(a < c[1] and c[0] < b for c in claims)
 
 
 def _is_word(ch: str) -> bool:
@@ -185,7 +193,7 @@ def fuse_report(
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
     write = formatter or (lambda mention, boxes: format_phrase(mention, boxes, style=style, n=n, m=m))
-    claims: list[tuple[int, int, GroundedPhrase]] = []
+    claims: list[tuple[int, int, GroundedPhrase, str]] = []
     skipped: list[tuple[GroundedPhrase, str]] = []
     order = [p for p in phrases if p.span is not None] + [p for p in phrases if p.span is None]
     for p in order:
@@ -208,17 +216,19 @@ def fuse_report(
                 continue
             a, b = found
         mention = text[a:b]
-        if _FORBIDDEN.intersection(mention) or not mention.strip():
-            skipped.append((p, f"mention {mention!r} cannot be written in brackets"))
+        try:
+            piece = write(mention, p.boxes)
+        except FormatError as exc:
+            skipped.append((p, f"mention {mention!r} cannot be written: {exc}"))
             continue
-        claims.append((a, b, p))
+        claims.append((a, b, p, piece))
     claims.sort(key=lambda c: c[0])
     parts: list[str] = []
     placed: list[tuple[GroundedPhrase, tuple[int, int]]] = []
     pos = 0
-    for a, b, p in claims:
+    for a, b, p, piece in claims:
         parts.append(text[pos:a])
-        parts.append(write(text[a:b], p.boxes))
+        parts.append(piece)
         placed.append((p, (a, b)))
         pos = b
     parts.append(text[pos:])

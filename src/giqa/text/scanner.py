@@ -214,6 +214,17 @@ def _scan_group(s: str, j: int, *, after_phrase: bool, n: int, m: int) -> Option
     has_paren = s[k] == "("
     if not has_paren and s[k] != "<":
         return None
+    # Cheap rejection before building a lexer: a group's first number must come right after
+    # "(", "<" or "(<" (spaces allowed).
+    q = k + 1
+    while q < size and s[q] in _GROUP_WS:
+        q += 1
+    if has_paren and q < size and s[q] == "<":
+        q += 1
+        while q < size and s[q] in _GROUP_WS:
+            q += 1
+    if q < size and s[q] not in _NUM_CHARS:
+        return None
     lex = _Lexer(s, k + 1 if has_paren else k, has_paren)
     first = lex.get(0)
     if first is None:
@@ -399,6 +410,7 @@ def scan_giqa(s: str, *, n: int = 20, m: int = 20, strict: bool = False) -> Pars
     """Parse giqa grounded text (grid or normalised style); see :func:`giqa.text.parse_grounded`."""
     if not isinstance(s, str):
         raise TypeError(f"expected a str, got {type(s).__name__}")
+    grid_codec(n, m)  # validates the grid size up front (TypeError / ValueError)
     log = IssueLog(s, strict)
     out = TextBuilder()
     spans: list[GroundedSpan] = []

@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainResult:
-    """What a run left behind. ``model_dir`` is ``None`` when the run stopped before its end."""
+    """What a run left behind. ``model_dir`` is ``None`` when the run stopped before its end;
+    ``train_loss`` is the mean loss of the steps this call ran (``None`` if it ran none)."""
 
     output_dir: Path
     model_dir: Optional[Path]
@@ -65,12 +66,22 @@ def last_checkpoint(output_dir: os.PathLike[str] | str) -> Optional[Path]:
     return max(steps)[1] if steps else None
 
 
+def _entries(path: Path) -> list[dict[str, Any]]:
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue  # blank, or a line cut off by a crash mid-write
+        if isinstance(entry, dict):
+            out.append(entry)
+    return out
+
+
 def read_log(output_dir: os.PathLike[str] | str) -> list[dict[str, Any]]:
-    """The entries of ``train_log.jsonl`` (empty when absent)."""
+    """The entries of ``train_log.jsonl`` (empty when absent; damaged lines skipped)."""
     path = Path(output_dir) / LOG_FILE
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return _entries(path) if path.is_file() else []
 
 
 def _absolute(cfg: TrainConfig) -> TrainConfig:
@@ -105,12 +116,12 @@ def _check_resume(cfg: TrainConfig, resume: bool) -> Optional[Path]:
 
 
 def _truncate_log(path: Path, step: int) -> None:
-    """Drop entries logged after ``step`` (the steps a resumed run will redo)."""
+    """Drop entries logged after ``step`` (the steps a resumed run will redo) and damaged lines."""
     if not path.is_file():
         return
-    keep = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
+    keep = [e for e in _entries(path) if int(e.get("step", 0)) <= step]
     tmp = path.with_name(path.name + ".incomplete")
-    tmp.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
+    tmp.write_text("".join(json.dumps(e) + "\n" for e in keep), encoding="utf-8")
     os.replace(tmp, path)
 
 
@@ -271,10 +282,11 @@ def train(config: TrainConfig, *, resume: bool = False, callbacks: Sequence[Any]
     cfg.output_dir.mkdir(parents=True, exist_ok=True)
     cfg.save(cfg.output_dir)
     log_path = cfg.output_dir / LOG_FILE
+    start_step = 0
     if ckpt is not None:
-        state = json.loads((ckpt / "trainer_state.json").read_text(encoding="utf-8"))
-        _truncate_log(log_path, int(state["global_step"]))
-        log.info("resuming from %s (step %d)", ckpt, state["global_step"])
+        start_step = int(json.loads((ckpt / "trainer_state.json").read_text(encoding="utf-8"))["global_step"])
+        _truncate_log(log_path, start_step)
+        log.info("resuming from %s (step %d)", ckpt, start_step)
     elif log_path.exists():
         log_path.unlink()
 
@@ -316,7 +328,7 @@ def train(config: TrainConfig, *, resume: bool = False, callbacks: Sequence[Any]
         model_dir=model_dir,
         global_step=state.global_step,
         max_steps=state.max_steps,
-        train_loss=getattr(output, "training_loss", None),
+        train_loss=getattr(output, "training_loss", None) if state.global_step > start_step else None,
         log_path=log_path,
         resumed_from=ckpt,
     )

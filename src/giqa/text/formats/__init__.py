@@ -43,7 +43,8 @@ def available_formats() -> list[str]:
 
 
 def get_format(name: str, **options: Any) -> BoxFormat:
-    """The format called ``name``; ``options`` (``n``, ``m``) apply to ``giqa`` only.
+    """The format called ``name``; ``options`` (``n``, ``m``: the grid) apply to ``giqa`` and
+    ``giqa-norm`` (which reads grid groups too) only.
 
     Raises :class:`giqa.errors.RegistryError` (a KeyError) listing the names for an unknown
     one, and ``TypeError`` for options a format does not take.
@@ -56,8 +57,6 @@ def get_format(name: str, **options: Any) -> BoxFormat:
         ) from None
     if options and name not in _GRID_OPTIONS:
         raise TypeError(f"format {name!r} takes no options, got {sorted(options)}")
-    if name == "giqa-norm":
-        return factory()
     return factory(**options)
 
 
@@ -69,6 +68,6 @@ def convert(text: str, src: str, dst: str, *, strict: bool = False, n: int = 20,
     normalised xyxy, so each conversion quantises once with ``dst``'s rule. ``n``/``m`` set
     the grid of ``giqa`` on either side.
     """
-    src_fmt = get_format(src, n=n, m=m) if src == "giqa" else get_format(src)
-    dst_fmt = get_format(dst, n=n, m=m) if dst == "giqa" else get_format(dst)
+    src_fmt = get_format(src, n=n, m=m) if src in _GRID_OPTIONS else get_format(src)
+    dst_fmt = get_format(dst, n=n, m=m) if dst in _GRID_OPTIONS else get_format(dst)
     return dst_fmt.render(src_fmt.parse(text, strict=strict))

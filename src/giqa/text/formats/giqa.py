@@ -7,7 +7,7 @@ from typing import Any, Sequence
 from giqa.text.formats._base import BoxFormat
 from giqa.text.grounded import format_boxes, format_phrase
 from giqa.text.parsed import ParsedText
-from giqa.text.scanner import scan_giqa
+from giqa.text.scanner import grid_codec, scan_giqa
 
 
 class GiqaGrid(BoxFormat):
@@ -21,6 +21,7 @@ class GiqaGrid(BoxFormat):
     source = "the Grounding-IQA paper, Eq. (1)-(2), with floors (see giqa.geometry.GridCodec)"
 
     def __init__(self, n: int = 20, m: int = 20) -> None:
+        grid_codec(n, m)  # validates the grid size
         self.n, self.m = n, m
 
     def format_boxes(self, boxes: Sequence[Any]) -> str:
@@ -50,4 +51,4 @@ class GiqaNorm(GiqaGrid):
         return format_phrase(phrase, boxes, style="norm")
 
     def __repr__(self) -> str:
-        return "GiqaNorm()"
+        return f"GiqaNorm(n={self.n}, m={self.m})"

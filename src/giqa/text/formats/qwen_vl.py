@@ -11,7 +11,7 @@ reads a value back as ``v / 1000 * size``) and the paper ("normalized within [0,
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Sequence
 
 from giqa.errors import FormatError
 from giqa.text.formats._base import BoxFormat, _check_text, make_span
