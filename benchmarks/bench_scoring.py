@@ -13,6 +13,7 @@ Run: ``.venv/bin/python benchmarks/bench_scoring.py`` (``--n 100000``). Prints M
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import shutil
 import sys
@@ -108,7 +109,8 @@ def main() -> None:
     args = ap.parse_args()
     t0 = time.perf_counter()
     gt, preds = make_bench(args.n)
-    print(f"(built a synthetic bench of {args.n} items in {time.perf_counter() - t0:.1f} s, not timed below)\n")
+    print(f"(built a synthetic bench of {args.n} items in {time.perf_counter() - t0:.1f} s, not timed below; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)\n")
 
     def hash_vec(text: str) -> np.ndarray:  # a cheap deterministic "embedder"
         v = np.zeros(16, dtype=np.float32)
@@ -165,6 +167,7 @@ def main() -> None:
 
         t_java, _ = timed(lambda: PTBTokenizer().tokenize({i: [{"caption": x}] for i, x in enumerate(texts)}), 1)
         print(f"| pycocoevalcap `PTBTokenizer` (Java subprocess) | {t_java:.2f} | {t_java / t_tok:.2f} |")
+    print(f"\n(load average at the end: {os.getloadavg()[0]:.1f})")
 
 
 if __name__ == "__main__":

@@ -208,3 +208,20 @@ def test_bootstrap_contains_estimate_and_narrows():
     # seeded: the same seed gives the same interval
     a = _yes_no_arrays(30, 0.7, seed=1)
     assert bootstrap_cis(None, a, n_boot=200, seed=3) == bootstrap_cis(None, a, n_boot=200, seed=3)
+
+
+def test_yes_no_fallback_asks_the_judge_only_for_unknowns():
+    asked = []
+
+    def fn(messages):
+        p = messages[0]["content"]
+        if "yes/no question" in p:
+            asked.append(p)
+            return '{"answer": "no"}'
+        return _exact_judge_fn(messages)
+
+    r = score(PREDS, _bench(), judge=Judge(CallableLLM(fn)), yes_no_fallback=True, n_boot=0)
+    assert len(asked) == 1 and "I don't know" in asked[0]
+    assert r.metrics["acc_y"] == 1.0  # y2 read as "no", which is right
+    with pytest.raises(ValueError, match="needs a judge"):
+        score(PREDS, _bench(), yes_no_fallback=True)

@@ -13,7 +13,6 @@ default exponential smoothing off), labelled as such in reports. Scores are frac
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal, Sequence, Union

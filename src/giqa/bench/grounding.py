@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable, Optional, Sequence
+from typing import Callable, NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -47,9 +47,10 @@ _ARTICLES = re.compile(r"^(?:the|a|an)\s+")
 _EDGE_PUNCT = re.compile(r"^[\W_]+|[\W_]+$")
 
 
-@dataclass(frozen=True)
-class Instance:
-    """One named box: ``name`` (the grounded phrase), ``box`` (x1, y1, x2, y2) normalised."""
+class Instance(NamedTuple):
+    """One named box: ``name`` (the grounded phrase), ``box`` (x1, y1, x2, y2) normalised.
+
+    A named tuple: millions are built when scoring big prediction files."""
 
     name: str
     box: tuple[float, float, float, float]

@@ -221,8 +221,6 @@ def _keeps_period(core: str, ctx: str) -> bool:
     if _ACRONYM.fullmatch(core):
         # a single letter before a capitalised word ends the sentence; "U.S." never does
         return len(core) > 1 or ctx != "upper"
-    if "." in core and re.fullmatch(r"[A-Za-z]+(?:\.[A-Za-z]+)+", core):
-        return False
     return False
 
 
@@ -302,10 +300,5 @@ def _core(c: str) -> list[str]:
         return [m.group(1), m.group(2)]  # "v1.2" -> v1 .2, "f/2.8" -> f/2 .8
     m = _CLITIC.match(c)
     if m and "'" in c and not c.startswith("'"):
-        head, tail = m.group(1), m.group(2)
-        if tail.lower().startswith("n't") or not head.lower().endswith("n"):
-            return [head] + _CLITIC_PARTS.findall(tail)
-        return [head] + _CLITIC_PARTS.findall(tail)
-    if c.startswith("'") and _CLITIC_PARTS.fullmatch(c.lower()):
-        return [c]
+        return [m.group(1)] + _CLITIC_PARTS.findall(m.group(2))  # "I'd've" -> I 'd 've
     return [c]

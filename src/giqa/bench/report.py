@@ -31,7 +31,6 @@ COLUMNS = (
     ("acc_w", "Acc (W)", "GIQA-VQA", 4),
     ("acc_total", "Acc (Total)", "GIQA-VQA", 4),
 )
-_DECIMALS = {k: d for k, _, _, d in COLUMNS}
 
 
 @dataclass
