@@ -29,8 +29,11 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(PY) examples/demo.py --out demo_out
 
+# Each script prints a Markdown table of ratios against a peer measured in the same process;
+# benchmarks/RESULTS.md collects the recorded tables and the commands that made them.
+BENCHES := geometry text pipeline scoring detection train scaling
 bench: $(STAMP)
-	$(PY) -m pytest benchmarks -q -p no:cacheprovider
+	@for b in $(BENCHES); do echo "== benchmarks/bench_$$b.py"; $(PY) benchmarks/bench_$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache
