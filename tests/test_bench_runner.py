@@ -74,6 +74,18 @@ def test_cli_score_writes_reports(tmp_path, capsys):
         assert (tmp_path / name).is_file()
 
 
+def test_cli_score_takes_one_format_per_file(tmp_path, capsys):
+    files = [EXAMPLE / f"predictions.{f}.jsonl" for f in ("giqa", "kosmos2", "qwen-vl")]
+    rc = main(["bench", "score", *map(str, files), "--format", "giqa", "--format", "kosmos2", "--format", "qwen-vl",
+               "--gt", str(BENCH), "--out", str(tmp_path), "--bootstrap", "20", "--no-radar"])
+    assert rc == 0
+    rows = json.loads((tmp_path / "report.json").read_text())
+    assert [r["settings"]["format"] for r in rows] == ["giqa", "kosmos2", "qwen-vl"]
+    assert all(r["metrics"]["des_miou"] is not None for r in rows)  # every file's boxes were read
+    with pytest.raises(SystemExit, match="2 --format for 3"):
+        main(["bench", "score", *map(str, files), "--format", "giqa", "--format", "kosmos2", "--gt", str(BENCH)])
+
+
 def test_cli_score_reports_bad_input(tmp_path, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "a"}\n')

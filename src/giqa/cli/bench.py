@@ -32,9 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s = sub.add_parser("score", help="score prediction files in Table 5's layout")
     s.add_argument("predictions", nargs="+", help="predictions JSONL ({id, answer} per line), one per model")
     s.add_argument("--gt", required=True, help="bench file (JSONL of giqa Samples)")
-    s.add_argument("--format", default="giqa", dest="fmt",
+    s.add_argument("--format", action="append", default=None, dest="fmt",
                    help="box format of the predictions: giqa, giqa-norm, kosmos2, qwen-vl, shikra, ferret, "
-                        "florence2, paligemma (default: giqa)")
+                        "florence2, paligemma (default: giqa); once for all files, or once per file in order")
     s.add_argument("--name", action="append", default=None, help="row name per predictions file (repeat)")
     s.add_argument("--out", default=None, help="directory for report.md/.csv/.json, per-sample JSONL and radar.png")
     s.add_argument("--bleu", default="coco", choices=("coco", "sacrebleu-13a"), help="BLEU flavour (default: coco)")
@@ -90,6 +90,12 @@ def _score(args: argparse.Namespace) -> int:
 
     if args.name and len(args.name) != len(args.predictions):
         raise SystemExit(f"giqa bench score: {len(args.name)} --name for {len(args.predictions)} prediction files")
+    fmts = args.fmt or ["giqa"]
+    if len(fmts) == 1:
+        fmts = fmts * len(args.predictions)
+    elif len(fmts) != len(args.predictions):
+        raise SystemExit(f"giqa bench score: {len(fmts)} --format for {len(args.predictions)} prediction files "
+                         "(give one for all, or one per file)")
     gt = read_bench(args.gt)
     judge = embedder = None
     if args.judge:
@@ -103,7 +109,7 @@ def _score(args: argparse.Namespace) -> int:
         reports = []
         for k, path in enumerate(args.predictions):
             name = args.name[k] if args.name else Path(path).stem
-            reports.append(score(path, gt, fmt=args.fmt, judge=judge, embedder=embedder, bleu_flavour=args.bleu,
+            reports.append(score(path, gt, fmt=fmts[k], judge=judge, embedder=embedder, bleu_flavour=args.bleu,
                                  yes_no_fallback=args.yes_no_fallback, name=name, n_boot=args.bootstrap,
                                  seed=args.seed))
     finally:
