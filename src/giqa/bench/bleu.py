@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Literal, Sequence, Union
+from itertools import chain
+from typing import Literal, Optional, Sequence, Union
 
 import numpy as np
 
@@ -60,9 +61,19 @@ def bleu_stats(hyps: Sequence[Sequence[str]], refs: Sequence[Sequence[Sequence[s
     ``hyps[i]``: the tokens of item ``i``'s hypothesis; ``refs[i]``: one or more token lists.
     Returns ``(N, 2 + 2n)`` float64: testlen, closest reference length (ties: the shorter),
     guesses and clipped matches per order (clipped by the maximum count over references).
+    One reference per item (the bench's case) is counted for the whole corpus at once with
+    NumPy; several references per item use per-item Counters. Both give the same integers.
     """
     if len(hyps) != len(refs):
         raise ValueError(f"{len(hyps)} hypotheses but {len(refs)} reference sets")
+    if n >= 1 and all(len(rs) == 1 for rs in refs):
+        out = _single_ref_stats(hyps, refs, n)
+        if out is not None:
+            return out
+    return _stats_per_item(hyps, refs, n)
+
+
+def _stats_per_item(hyps: Sequence[Sequence[str]], refs: Sequence[Sequence[Sequence[str]]], n: int) -> np.ndarray:
     out = np.zeros((len(hyps), 2 + 2 * n), dtype=np.float64)
     for i, (hyp, rs) in enumerate(zip(hyps, refs)):
         if len(rs) == 0:
@@ -80,6 +91,68 @@ def bleu_stats(hyps: Sequence[Sequence[str]], refs: Sequence[Sequence[Sequence[s
             common = hc.keys() & mc.keys()
             if common:  # sum of clipped counts, with C-level iterators
                 row[2 + n + k] = sum(map(min, map(hc.__getitem__, common), map(mc.__getitem__, common)))
+    return out
+
+
+# n-gram keys (item, n-gram code) must stay below this to be exact in int64
+_KEY_LIMIT = 1 << 62
+
+
+def _distinct_counts(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct values of int64 ``keys`` and how often each occurs."""
+    keys = np.sort(keys)
+    if keys.size == 0:
+        return keys, keys
+    starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+    return keys[starts], np.diff(np.append(starts, keys.size))
+
+
+def _single_ref_stats(hyps: Sequence[Sequence[str]], refs: Sequence[Sequence[Sequence[str]]], n: int) -> Optional[np.ndarray]:
+    """:func:`bleu_stats` for exactly one reference per item, vectorised over the corpus.
+
+    Tokens become dense ids ``< V``; the n-gram of order ``k`` starting at a token is the
+    integer ``sum(id_j * V**(k-1-j))`` and is keyed by ``item * V**k + code``, so sorting the
+    keys of each side counts every (item, n-gram) at once; clipped matches are the minimum of
+    the two sides' counts where a key occurs in both. Returns None when a key could exceed
+    int64 (huge vocabularies or corpora): the caller then counts per item.
+    """
+    size = len(hyps)
+    first = [rs[0] for rs in refs]
+    h_len = np.fromiter(map(len, hyps), np.int64, size)
+    r_len = np.fromiter(map(len, first), np.int64, size)
+    tokens = list(chain.from_iterable(hyps))
+    n_h = len(tokens)
+    tokens.extend(chain.from_iterable(first))
+    index = {t: i for i, t in enumerate(dict.fromkeys(tokens))}
+    vocab = max(len(index), 1)
+    if (size + 1) * vocab ** n >= _KEY_LIMIT:
+        return None
+    ids = np.fromiter(map(index.__getitem__, tokens), np.int64, len(tokens))
+    out = np.zeros((size, 2 + 2 * n), dtype=np.float64)
+    out[:, 0] = h_len
+    out[:, 1] = r_len  # the closest reference length: the only one
+    sides = []
+    for side_ids, lens in ((ids[:n_h], h_len), (ids[n_h:], r_len)):
+        item = np.repeat(np.arange(size, dtype=np.int64), lens)
+        left = np.repeat(np.cumsum(lens), lens) - np.arange(side_ids.size, dtype=np.int64)  # tokens to sentence end
+        sides.append([side_ids, item, left, side_ids])  # [ids, item, left, codes of the order]
+    span = vocab  # codes of the current order lie in [0, span)
+    for k in range(1, n + 1):
+        if k > 1:
+            for side in sides:
+                side[3] = side[3][:-1] * vocab + side[0][k - 1:]
+            span *= vocab
+        out[:, 1 + k] = np.maximum(h_len - (k - 1), 0)
+        counted = []
+        for _, item, left, codes in sides:
+            ok = left[: codes.size] >= k  # the n-gram fits in its sentence
+            counted.append(_distinct_counts(item[: codes.size][ok] * span + codes[ok]))
+        (h_keys, h_counts), (r_keys, r_counts) = counted
+        if h_keys.size and r_keys.size:
+            j = np.minimum(np.searchsorted(r_keys, h_keys), r_keys.size - 1)
+            hit = r_keys[j] == h_keys
+            clipped = np.minimum(h_counts[hit], r_counts[j[hit]])
+            out[:, 1 + n + k] = np.bincount(h_keys[hit] // span, weights=clipped, minlength=size)
     return out
 
 

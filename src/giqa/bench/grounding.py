@@ -118,6 +118,11 @@ def match_item(
         iou = pairwise_iou(
             np.asarray([p.box for p in preds], dtype=np.float64), np.asarray([r.box for r in refs], dtype=np.float64)
         )
+    if similarity is None and len(preds) == 1 and len(refs) == 1:
+        # the general path below, worked out for one pair (the commonest item)
+        v = float(iou[0, 0])
+        tp = v > IOU_THRESHOLD and name_key(preds[0].name) == name_key(refs[0].name)
+        return ItemGrounding(v, 1, 1, int(tp))
     rows, cols = _assign(iou)
     iou_sum = float(iou[rows, cols].sum())  # IoU-0 pairs add nothing: same as unmatched
     over = iou > IOU_THRESHOLD

@@ -9,6 +9,7 @@ top-left and bottom-right cells of an ``n`` x ``m`` row-major grid
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Literal, Optional, Sequence
@@ -88,8 +89,10 @@ def format_boxes(boxes: Sequence[Any], *, style: Style = "grid", n: int = 20, m:
     if not bs:
         raise FormatError("no boxes to write")
     if style == "grid":
-        idx = grid_codec(n, m).encode(np.array([b.as_tuple() for b in bs], dtype=np.float64))
-        body = ", ".join(f"<{int(a)}, {int(b)}>" for a, b in idx)
+        # The scalar encoder applies GridCodec.encode's rules to one float64 box without
+        # building arrays (a few boxes per phrase: array set-up would dominate).
+        encode_box = grid_codec(n, m).encode_box
+        body = ", ".join("<%d, %d>" % encode_box(b.x1, b.y1, b.x2, b.y2) for b in bs)
     else:
         body = "; ".join(", ".join(f"{v:.2f}" for v in b.as_tuple()) for b in bs)
     return f"({body})"
@@ -161,9 +164,13 @@ def _is_word(ch: str) -> bool:
     return ch.isalnum() or ch == "_"
 
 
+@functools.lru_cache(maxsize=4096)
+def _mention_pattern(phrase: str) -> "re.Pattern[str]":
+    return re.compile(re.escape(phrase), re.IGNORECASE)
+
+
 def _find_mention(text: str, phrase: str, claims) -> Optional[tuple[int, int]]:
-    pat = re.compile(re.escape(phrase), re.IGNORECASE)
-    for mt in pat.finditer(text):
+    for mt in _mention_pattern(phrase).finditer(text):
         a, b = mt.span()
         if _is_word(phrase[0]) and a > 0 and _is_word(text[a - 1]):
             continue

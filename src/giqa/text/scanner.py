@@ -271,20 +271,32 @@ def _scan_group(s: str, j: int, *, after_phrase: bool, n: int, m: int) -> Option
     return g
 
 
+@functools.lru_cache(maxsize=1 << 14)  # about 0.8 KB per entry: 13 MB at most
+def _grid_box(n: int, m: int, a: int, b: int) -> Box:
+    """The cell-centre :class:`Box` of the ordered in-range pair ``<a, b>`` (shared, immutable).
+
+    Invariant the caller guarantees (``_fast_grid`` checks it): ``0 <= a, b < n * m``,
+    ``a % n <= b % n`` and ``a // n <= b // n``. ``decode_pair`` then gives cell centres
+    ``(col + 0.5) / n`` and ``(row + 0.5) / m``: finite, inside ``(0, 1)`` and ordered, so the
+    Box is built without re-validation. Cached: model output repeats pairs a lot (100,000
+    synthetic bench items hold 9,400 distinct ones); Box is frozen, so spans may share one.
+    """
+    x1, y1, x2, y2 = grid_codec(n, m).decode_pair(a, b)
+    return Box.model_construct(x1=x1, y1=y1, x2=x2, y2=y2)
+
+
 def _fast_grid(s: str, j: int, end: int, n: int, m: int) -> Optional[_Group]:
     """The canonical group ``s[j:end]``; None when a box needs the slow path's care."""
-    codec = grid_codec(n, m)
     cells = n * m
-    vals = [int(v) for v in _INT.findall(s, j, end)]
-    g = _Group(end=end)
+    vals = list(map(int, _INT.findall(s, j, end)))
+    boxes: list[Box] = []
+    indices: list[tuple[int, int]] = []
     for a, b in zip(vals[::2], vals[1::2]):
         if a >= cells or b >= cells or a % n > b % n or a // n > b // n:
             return None  # out of range or swapped: let the general reader report it
-        x1, y1, x2, y2 = codec.decode_pair(a, b)
-        # decode_pair of an ordered in-range pair is a valid box: skip re-validation
-        g.boxes.append(Box.model_construct(x1=x1, y1=y1, x2=x2, y2=y2))
-        g.indices.append((a, b))
-    return g
+        boxes.append(_grid_box(n, m, a, b))
+        indices.append((a, b))
+    return _Group(end, boxes, indices)
 
 
 def _canonical(s: str, toks, style: str) -> Optional[str]:
@@ -399,8 +411,9 @@ def _span(out: TextBuilder, raw_phrase: str, g: _Group, log: IssueLog, pos: int,
     start = out.length + lead
     out.emit(raw_phrase)
     issues: list[str] = []
-    for p, msg in extra + g.issues:
-        log.add(p, msg, issues)
+    if extra or g.issues:
+        for p, msg in extra + g.issues:
+            log.add(p, msg, issues)
     if not phrase:
         log.add(pos, "empty phrase", issues)
     return GroundedSpan(phrase, start, start + len(phrase), g.boxes, g.indices, issues)
@@ -411,6 +424,8 @@ def scan_giqa(s: str, *, n: int = 20, m: int = 20, strict: bool = False) -> Pars
     if not isinstance(s, str):
         raise TypeError(f"expected a str, got {type(s).__name__}")
     grid_codec(n, m)  # validates the grid size up front (TypeError / ValueError)
+    if _TRIGGER.search(s) is None:  # plain text ("Yes, it is."): nothing to parse
+        return ParsedText(s, [], [])
     log = IssueLog(s, strict)
     out = TextBuilder()
     spans: list[GroundedSpan] = []
