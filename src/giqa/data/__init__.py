@@ -16,8 +16,7 @@ a function needs it.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from giqa._lazy import lazy_exports
 
 __all__ = [
     "SOURCE_NAMES",
@@ -72,14 +71,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'giqa.data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + list(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

@@ -26,13 +26,13 @@ files, and every comparison (A/B) record. The sub-dataset is read from the first
 
 from __future__ import annotations
 
-import posixpath
 from typing import Any, Optional
 
 from giqa.data.sources import (
     SourceItem,
     SourceReader,
     _FieldError,
+    _type,
     conversation_pair,
     count_words,
     require_dict,
@@ -58,7 +58,7 @@ class DQ495KReader(SourceReader):
         rec = require_dict(record)
         task = rec.get("task_type")
         if not isinstance(task, str):
-            raise _FieldError("task_type", f"expected a string, got {_describe(task)}")
+            raise _FieldError("task_type", f"expected a string, got {_type(task)}")
         if task not in SINGLE_IMAGE_TASKS:
             return None
         if rec.get("image_B") is not None:
@@ -73,10 +73,7 @@ class DQ495KReader(SourceReader):
         if count_words(gpt) < self.min_words:
             return None
         self._check_distortion(rec)
-        rid = rec.get("id")
-        if rid is not None and not isinstance(rid, (str, int)):
-            raise _FieldError("id", f"expected a string or integer, got {_describe(rid)}")
-        source_id = str(rid) if rid is not None else posixpath.splitext(posixpath.basename(image))[0]
+        source_id = self._source_id(rec, image)
         self._check_exists(image, "image_A")
         source = (self._source_of or _source_of)(image)
         return {"image": image, "description": gpt.strip(), "source": source, "source_id": source_id}
@@ -86,17 +83,13 @@ class DQ495KReader(SourceReader):
         # Only type-checked (not used downstream): a wrong type means a corrupted file.
         for key in ("distortion_class", "distortion_name"):
             if key in rec and rec[key] is not None and not isinstance(rec[key], str):
-                raise _FieldError(key, f"expected a string or null, got {_describe(rec[key])}")
+                raise _FieldError(key, f"expected a string or null, got {_type(rec[key])}")
         if "severity" in rec and (not isinstance(rec["severity"], int) or isinstance(rec["severity"], bool)):
-            raise _FieldError("severity", f"expected an integer, got {_describe(rec['severity'])}")
+            raise _FieldError("severity", f"expected an integer, got {_type(rec['severity'])}")
         for key in ("distortion_classes", "distortion_names", "severities"):
             value = rec.get(key)
             if value is not None and not isinstance(value, (list, int)):
-                raise _FieldError(key, f"expected a list (or 0/null when undistorted), got {_describe(value)}")
-
-
-def _describe(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
+                raise _FieldError(key, f"expected a list (or 0/null when undistorted), got {_type(value)}")
 
 
 def read_dq495k(paths: Any, **kwargs: Any) -> list[SourceItem]:

@@ -127,10 +127,7 @@ class QPathwayReader(SourceReader):
         human, gpt = pair
         if not is_description(human, gpt, min_words=self.min_words):
             return None
-        rid = rec.get("id")
-        if rid is not None and not isinstance(rid, (str, int)):
-            raise _FieldError("id", f"expected a string or integer, got {type(rid).__name__}")
-        source_id = str(rid) if rid is not None else posixpath.splitext(posixpath.basename(image))[0]
+        source_id = self._source_id(rec, image)
         self._check_exists(image, "image")
         source = (self._source_of or source_of)(image)
         return {"image": image, "description": gpt.strip(), "source": source, "source_id": source_id}

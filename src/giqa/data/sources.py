@@ -199,6 +199,13 @@ class SourceReader:
             raise _FieldError(field_name, str(exc)) from None
         return rel
 
+    def _source_id(self, rec: dict[str, Any], image: str) -> str:
+        """The record's ``id`` (string or integer), else the image's file stem."""
+        rid = rec.get("id")
+        if rid is not None and not isinstance(rid, (str, int)):
+            raise _FieldError("id", f"expected a string or integer, got {_type(rid)}")
+        return str(rid) if rid is not None else posixpath.splitext(posixpath.basename(image))[0]
+
     def _check_exists(self, rel: str, field_name: str) -> None:
         """With ``check_images``: the selected record's image must exist (one stat call)."""
         if self.check_images and not (self.image_root / rel).is_file():  # type: ignore[operator]

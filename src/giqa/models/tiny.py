@@ -186,6 +186,23 @@ def _byte_bpe(special_tokens: list[str], *, vocab_size: int = 512, bos: str | No
 
 
 # -- Llama (chat LLM) --------------------------------------------------------------------
+def _tiny_llama_config(transformers: Any, tokenizer: Any) -> Any:
+    """The tiny Llama text model shared by the tiny LLM and the tiny LLaVA's language side."""
+    return transformers.LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+    )
+
+
 def build_tiny_llama(out_dir: PathLike, *, force: bool = False) -> Path:
     """``LlamaForCausalLM`` (2 layers, hidden 32) + a Llama-3-style chat tokenizer -> ``out_dir``.
 
@@ -210,19 +227,7 @@ def _write_llama(out: Path) -> dict[str, Any]:
         model_max_length=512,
     )
     tokenizer.chat_template = _LLAMA3_TEMPLATE
-    config = transformers.LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=False,
-    )
+    config = _tiny_llama_config(transformers, tokenizer)
     _seed()
     model = transformers.LlamaForCausalLM(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
@@ -286,19 +291,7 @@ def _write_llava(out: Path) -> dict[str, Any]:
         patch_size=patch,
         projection_dim=32,
     )
-    text = transformers.LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=False,
-    )
+    text = _tiny_llama_config(transformers, tokenizer)
     config = transformers.LlavaConfig(
         vision_config=vision,
         text_config=text,

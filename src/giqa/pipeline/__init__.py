@@ -35,7 +35,7 @@ Runners: :func:`run_local` here; ``giqa.pipeline.ray_runner.run_ray`` on Ray. Bo
 
 from __future__ import annotations
 
-from typing import Any
+from giqa._lazy import lazy_exports
 
 __all__ = [
     "BackendSpec",
@@ -62,16 +62,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'giqa.pipeline' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + list(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

@@ -10,8 +10,7 @@ imported when :func:`train` or the collator runs.
 
 from __future__ import annotations
 
-from typing import Any
-
+from giqa._lazy import lazy_exports
 from giqa.train.config import CONFIG_FILE, DataSource, LoraSettings, TrainConfig, TrainConfigError, load_config
 
 __all__ = [
@@ -45,10 +44,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'giqa.train' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
