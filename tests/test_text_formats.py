@@ -6,7 +6,7 @@ import math
 from types import SimpleNamespace
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import example, assume, given, settings
 from hypothesis import strategies as st
 
 from giqa.errors import FormatError, ParseError, RegistryError
@@ -314,6 +314,7 @@ FRAGMENTS = [
 @pytest.mark.parametrize("name", NAMES)
 @settings(max_examples=40, deadline=None)
 @given(parts=st.lists(st.sampled_from(FRAGMENTS), max_size=25))
+@example(parts=["]", "]", "(1,2),(3,4)"])  # once read ']' as a phrase, which cannot be written back
 def test_lenient_parse_never_crashes(name, parts):
     text = "".join(parts)
     parsed = get_format(name).parse(text)

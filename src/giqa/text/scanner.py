@@ -456,7 +456,7 @@ def scan_giqa(s: str, *, n: int = 20, m: int = 20, strict: bool = False) -> Pars
                 spans.append(_span(out, s[pending + 1:k], g, log, k, []))
             else:
                 w = k
-                while w > seg and not s[w - 1].isspace() and s[w - 1] not in ".,;:!?)":
+                while w > seg and not s[w - 1].isspace() and s[w - 1] not in ".,;:!?)[]":
                     w -= 1
                 out.emit(s[seg:w])
                 spans.append(_span(out, s[w:k], g, log, k, [(k, "missing '[' (phrase taken as the word before ']')")]))
