@@ -57,7 +57,7 @@ def test_images_must_stay_inside_the_root(tmp_path):
     from giqa.types import Sample
 
     s = Sample(id="x", image="../../etc/passwd", task="des", question="q", answer="a")
-    with pytest.raises(ImageError, match="leaves"):
+    with pytest.raises(ImageError, match="escapes the dataset root"):
         run_bench(_vlm(), [s], EXAMPLE, tmp_path / "p.jsonl", progress=False)
     s = Sample(id="x", image="images/missing.jpg", task="des", question="q", answer="a")
     with pytest.raises(ImageError, match="not found"):

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
 
-from giqa.errors import ImageError
+from giqa.images import load_image  # confined to the root, any pixel format -> RGB
 from giqa.types import Sample
 
 __all__ = ["run_bench", "load_done", "load_image"]
@@ -25,24 +25,6 @@ PromptFn = Callable[[Sample], str]
 def default_prompt(sample: Sample) -> str:
     """The bench question as the model sees it (``<image>`` markers removed)."""
     return sample.question.replace("<image>\n", "").replace("<image>", "").strip()
-
-
-def load_image(root: Union[str, Path], rel: str):
-    """Open ``root/rel`` as an RGB ``PIL.Image``; :class:`ImageError` if missing, unreadable
-    or outside ``root``."""
-    from PIL import Image, UnidentifiedImageError
-
-    base = Path(root).resolve()
-    path = (base / rel).resolve()
-    if not path.is_relative_to(base):
-        raise ImageError(f"image path {rel!r} leaves the image root {str(base)!r}")
-    if not path.is_file():
-        raise ImageError(f"image {rel!r} not found under {str(base)!r}")
-    try:
-        with Image.open(path) as im:
-            return im.convert("RGB")
-    except (UnidentifiedImageError, OSError) as exc:
-        raise ImageError(f"image {rel!r} cannot be read: {exc}") from exc
 
 
 def load_done(path: Union[str, Path]) -> set[str]:
