@@ -31,7 +31,7 @@ from pydantic import BaseModel
 
 from giqa.errors import GiqaError, ImageError, ParseError
 from giqa.pipeline.config import DesConfig, fingerprint
-from giqa.pipeline.records import content_key, error_record, set_error
+from giqa.pipeline.records import content_key, finalize_records, set_error
 from giqa.pipeline.stages import BackendSlot, Stage, generate_json, record_backend
 from giqa.types import Effect, Tag
 
@@ -477,44 +477,38 @@ class DesPipeline:
 
     def finalize(self, records: Iterable[dict[str, Any]]) -> tuple[list[Any], list[dict[str, Any]]]:
         """``(samples, errors)``: a DES :class:`giqa.types.Sample` per good record."""
+        return finalize_records(records, self._samples_of)
+
+    def _samples_of(self, r: dict[str, Any]) -> list[Any]:
         from giqa import __version__
         from giqa.types import GroundedPhrase, Provenance, Sample
 
         cfg = self.config
-        samples, errors = [], []
-        for r in records:
-            if r.get("error") is not None:
-                errors.append(error_record(r))
-                continue
-            try:
-                tag_dicts = list(r.get("tags") or [])
-                tags = tuple(Tag.model_validate(t) for t in tag_dicts)
+        tag_dicts = list(r.get("tags") or [])
+        tags = tuple(Tag.model_validate(t) for t in tag_dicts)
 
-                def tag_of(d: dict[str, Any]) -> Tag:
-                    return tags[tag_dicts.index(d)] if d in tag_dicts else Tag.model_validate(d)
+        def tag_of(d: dict[str, Any]) -> Tag:
+            return tags[tag_dicts.index(d)] if d in tag_dicts else Tag.model_validate(d)
 
-                regions = tuple(
-                    GroundedPhrase(phrase=g["phrase"], boxes=tuple(g["boxes"]),
-                                   span=tuple(g["span"]) if g.get("span") else None, tag=tag_of(g["tag"]))
-                    for g in r.get("regions") or [] if g.get("span") is not None
-                )
-                prov = Provenance(
-                    models=dict(r.get("models") or {}),
-                    prompts=dict(r.get("prompts") or {}),
-                    thresholds={"area_thr": cfg.area_thr, "cover_thr": cfg.cover_thr,
-                                "filter_threshold": cfg.filter_threshold},
-                    preset=self.preset,
-                    random_weights=bool(r.get("random_weights", False)),
-                    giqa_version=__version__,
-                    seed=cfg.seed,
-                    extra={"tags_source": r.get("tags_source"), "tags_dropped": r.get("tags_dropped", 0),
-                           "filter_all_rejected": cfg.filter_all_rejected},
-                )
-                samples.append(Sample(
-                    id=r["id"], image=r["image"], task="des", question=r["question"], answer=r["answer"],
-                    regions=regions, tags=tags, description=r["description"], grid=tuple(cfg.grid),
-                    provenance=prov, meta={**(r.get("meta") or {}), "key": r["key"]},
-                ))
-            except (ValueError, KeyError, TypeError) as exc:
-                errors.append(error_record(set_error(r, "finalize", exc)))
-        return samples, errors
+        regions = tuple(
+            GroundedPhrase(phrase=g["phrase"], boxes=tuple(g["boxes"]),
+                           span=tuple(g["span"]) if g.get("span") else None, tag=tag_of(g["tag"]))
+            for g in r.get("regions") or [] if g.get("span") is not None
+        )
+        prov = Provenance(
+            models=dict(r.get("models") or {}),
+            prompts=dict(r.get("prompts") or {}),
+            thresholds={"area_thr": cfg.area_thr, "cover_thr": cfg.cover_thr,
+                        "filter_threshold": cfg.filter_threshold},
+            preset=self.preset,
+            random_weights=bool(r.get("random_weights", False)),
+            giqa_version=__version__,
+            seed=cfg.seed,
+            extra={"tags_source": r.get("tags_source"), "tags_dropped": r.get("tags_dropped", 0),
+                   "filter_all_rejected": cfg.filter_all_rejected},
+        )
+        return [Sample(
+            id=r["id"], image=r["image"], task="des", question=r["question"], answer=r["answer"],
+            regions=regions, tags=tags, description=r["description"], grid=tuple(cfg.grid),
+            provenance=prov, meta={**(r.get("meta") or {}), "key": r["key"]},
+        )]

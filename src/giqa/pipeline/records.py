@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 __all__ = [
     "content_key",
@@ -67,6 +67,25 @@ def error_record(r: dict[str, Any]) -> dict[str, Any]:
         "message": err.get("message"),
         "input": inp,
     }
+
+
+def finalize_records(
+    records: Iterable[dict[str, Any]], build: Callable[[dict[str, Any]], list[Any]]
+) -> tuple[list[Any], list[dict[str, Any]]]:
+    """``(samples, errors)``: ``build(record)`` gives the samples of each good record; a record
+    that already failed, or whose ``build`` raises ValueError/KeyError/TypeError (a pydantic
+    ValidationError included), becomes one error dict (stage ``finalize`` for the latter)."""
+    samples: list[Any] = []
+    errors: list[dict[str, Any]] = []
+    for r in records:
+        if r.get("error") is not None:
+            errors.append(error_record(r))
+            continue
+        try:
+            samples.extend(build(r))
+        except (ValueError, KeyError, TypeError) as exc:
+            errors.append(error_record(set_error(r, "finalize", exc)))
+    return samples, errors
 
 
 def is_error(record: dict[str, Any]) -> bool:

@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field
 
 from giqa.errors import ParseError
 from giqa.pipeline.config import VqaConfig, fingerprint
-from giqa.pipeline.records import content_key, error_record, set_error
+from giqa.pipeline.records import content_key, finalize_records, set_error
 from giqa.pipeline.stages import BackendSlot, Stage, generate_json, record_backend
 
 __all__ = ["VqaPipeline", "GenerateStage", "FilterStage", "GroundStage", "QAPair", "QAList"]
@@ -342,45 +342,39 @@ class VqaPipeline:
 
     def finalize(self, records: Iterable[dict[str, Any]]) -> tuple[list[Any], list[dict[str, Any]]]:
         """``(samples, errors)``: one VQA :class:`giqa.types.Sample` per surviving pair."""
+        return finalize_records(records, self._samples_of)
+
+    def _samples_of(self, r: dict[str, Any]) -> list[Any]:
         from giqa import __version__
         from giqa.types import GroundedPhrase, Provenance, Sample, Tag
 
         cfg = self.config
-        samples, errors = [], []
-        for r in records:
-            if r.get("error") is not None:
-                errors.append(error_record(r))
-                continue
-            try:
-                des_prov = r.get("des_provenance") or {}
-                prov = Provenance(
-                    models={**{f"des_{k}": v for k, v in (des_prov.get("models") or {}).items()}, **(r.get("models") or {})},
-                    prompts={**(des_prov.get("prompts") or {}), **(r.get("prompts") or {})},
-                    thresholds=dict(des_prov.get("thresholds") or {}),
-                    preset=self.preset,
-                    random_weights=bool(r.get("random_weights") or des_prov.get("random_weights")),
-                    giqa_version=__version__,
-                    seed=cfg.seed,
-                    extra={"des_preset": des_prov.get("preset"), "qa_dropped": r.get("qa_dropped", {})},
-                )
-                tags = tuple(Tag.model_validate(t) for t in r.get("tags") or [])
-                group = []
-                for k, qa in enumerate(r["qa"]):
-                    reg = qa.get("region")
-                    regions = ()
-                    if reg:
-                        regions = (GroundedPhrase(phrase=reg["phrase"], boxes=tuple(reg["boxes"]),
-                                                  tag=Tag.model_validate(reg["tag"]) if reg.get("tag") else None),)
-                    meta = {"key": r["key"], "record_id": r["id"], "des_id": r["id"], "des_key": r.get("des_key"),
-                            "object": qa.get("object")}
-                    if qa["kind"] == "yes_no":
-                        meta["answer_label"] = "yes" if qa["answer"].startswith("Yes") else "no"
-                    group.append(Sample(
-                        id=f"{r['id']}-vqa-{k:02d}", image=r["image"], task="vqa", question=qa["question"],
-                        answer=qa["answer"], vqa_kind=qa["kind"], vqa_mode=qa.get("mode"), regions=regions,
-                        tags=tags, description=r["description"], grid=tuple(cfg.grid), provenance=prov, meta=meta,
-                    ))
-                samples.extend(group)
-            except (ValueError, KeyError, TypeError) as exc:
-                errors.append(error_record(set_error(r, "finalize", exc)))
-        return samples, errors
+        des_prov = r.get("des_provenance") or {}
+        prov = Provenance(
+            models={**{f"des_{k}": v for k, v in (des_prov.get("models") or {}).items()}, **(r.get("models") or {})},
+            prompts={**(des_prov.get("prompts") or {}), **(r.get("prompts") or {})},
+            thresholds=dict(des_prov.get("thresholds") or {}),
+            preset=self.preset,
+            random_weights=bool(r.get("random_weights") or des_prov.get("random_weights")),
+            giqa_version=__version__,
+            seed=cfg.seed,
+            extra={"des_preset": des_prov.get("preset"), "qa_dropped": r.get("qa_dropped", {})},
+        )
+        tags = tuple(Tag.model_validate(t) for t in r.get("tags") or [])
+        group = []
+        for k, qa in enumerate(r["qa"]):
+            reg = qa.get("region")
+            regions = ()
+            if reg:
+                regions = (GroundedPhrase(phrase=reg["phrase"], boxes=tuple(reg["boxes"]),
+                                          tag=Tag.model_validate(reg["tag"]) if reg.get("tag") else None),)
+            meta = {"key": r["key"], "record_id": r["id"], "des_id": r["id"], "des_key": r.get("des_key"),
+                    "object": qa.get("object")}
+            if qa["kind"] == "yes_no":
+                meta["answer_label"] = "yes" if qa["answer"].startswith("Yes") else "no"
+            group.append(Sample(
+                id=f"{r['id']}-vqa-{k:02d}", image=r["image"], task="vqa", question=qa["question"],
+                answer=qa["answer"], vqa_kind=qa["kind"], vqa_mode=qa.get("mode"), regions=regions,
+                tags=tags, description=r["description"], grid=tuple(cfg.grid), provenance=prov, meta=meta,
+            ))
+        return group
