@@ -102,3 +102,16 @@ def test_des_cli_with_tiny_random_preset(tmp_path, capsys, monkeypatch, tiny_mod
     assert main(args) == 0  # resumes: nothing left to do
     again = json.loads(capsys.readouterr().out)
     assert (again["already_done"], again["processed"], again["skipped_failed"]) == (2, 0, 1)
+
+
+def test_ray_stage_options_flag_is_checked_before_anything_runs(tmp_path, capsys):
+    from giqa.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["des", "--input", "x.jsonl", "--root", str(tmp_path), "--out", str(tmp_path / "o"),
+              "--runner", "ray", "--ray-stage-options", "{not json"])
+    assert "not valid JSON" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["des", "--input", "x.jsonl", "--root", str(tmp_path), "--out", str(tmp_path / "o"),
+              "--runner", "ray", "--ray-stage-options", '{"detect": 4}'])
+    assert "expected" in capsys.readouterr().err

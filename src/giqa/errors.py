@@ -23,6 +23,10 @@ class FormatError(GiqaError, ValueError):
     """A phrase or box cannot be written in the requested text format."""
 
 
+class ConfigError(GiqaError, ValueError):
+    """A setting or option is unknown, out of range or inconsistent."""
+
+
 class ImageError(GiqaError, ValueError):
     """An image is missing, corrupt, unsupported, or outside the dataset root."""
 

@@ -46,7 +46,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
-from giqa.errors import BackendError, require
+from giqa.errors import BackendError, ConfigError, require
 
 __all__ = ["run_ray", "StageOptions", "read_run_samples", "done_shard_keys", "OUTPUT_FORMATS"]
 
@@ -82,7 +82,7 @@ class StageOptions:
         if isinstance(value, Mapping):
             unknown = set(value) - set(cls.__dataclass_fields__)
             if unknown:
-                raise ValueError(f"unknown stage option(s) {sorted(unknown)}; options are {sorted(cls.__dataclass_fields__)}")
+                raise ConfigError(f"unknown stage option(s) {sorted(unknown)}; options are {sorted(cls.__dataclass_fields__)}")
             data = dict(value)
             if isinstance(data.get("concurrency"), list):
                 data["concurrency"] = tuple(data["concurrency"])
@@ -306,7 +306,7 @@ def _resolve_options(
     names = [getattr(s, "name", type(s).__name__) for s in stages]
     unknown = set(given) - set(names)
     if unknown:
-        raise ValueError(f"stage_options for unknown stage(s) {sorted(unknown)}; stages are {names}")
+        raise ConfigError(f"stage_options for unknown stage(s) {sorted(unknown)}; stages are {names}")
     opts = [StageOptions.coerce(given.get(n, StageOptions())) for n in names]
     use_actor = [o.actors if o.actors is not None else _uses_model(s) for s, o in zip(stages, opts)]
     gpus = float(resources.get("GPU", 0.0))
@@ -318,7 +318,7 @@ def _resolve_options(
         num_cpus = o.num_cpus if o.num_cpus is not None else (actor_cpu if actor else 1.0)
         batch = o.batch_size or int(getattr(stage, "batch_size", 64))
         if batch < 1:
-            raise ValueError(f"stage {stage.name!r}: batch_size must be >= 1, got {batch}")
+            raise ConfigError(f"stage {stage.name!r}: batch_size must be >= 1, got {batch}")
         out.append((replace(o, num_gpus=num_gpus, num_cpus=num_cpus, batch_size=batch,
                             concurrency=o.concurrency if o.concurrency is not None else (1 if actor else None)), actor))
     return out
@@ -424,9 +424,9 @@ def run_ray(
     from giqa.pipeline.runner import SUMMARY_FILE, OutputState, RunSummary, _progress
 
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     if output_format not in OUTPUT_FORMATS:
-        raise ValueError(f"output_format must be one of {OUTPUT_FORMATS}, got {output_format!r}")
+        raise ConfigError(f"output_format must be one of {OUTPUT_FORMATS}, got {output_format!r}")
     t0 = time.perf_counter()
     started = False
     bars: Optional[bool] = None
