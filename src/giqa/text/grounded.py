@@ -36,11 +36,19 @@ Style = Literal["grid", "norm"]
 _FORBIDDEN = frozenset("[]\n")
 
 
-def as_boxes(boxes: Iterable[Any]) -> list[Box]:
+def as_boxes(boxes: Iterable[Any], *, nonempty: bool = False) -> list[Box]:
     """``Box`` objects or ``(4,)`` sequences (normalised xyxy) -> ``list[Box]`` (validated).
 
-    Raises :class:`InvalidBoxError` for anything that is not a valid normalised box.
+    Raises :class:`InvalidBoxError` for anything that is not a valid normalised box, and
+    (``nonempty=True``, as every writer asks) :class:`FormatError` when there is no box.
     """
+    out = _as_boxes(boxes)
+    if nonempty and not out:
+        raise FormatError("no boxes to write")
+    return out
+
+
+def _as_boxes(boxes: Iterable[Any]) -> list[Box]:
     if isinstance(boxes, Box):
         raise TypeError("expected a sequence of boxes, got a single Box (wrap it in a list)")
     if isinstance(boxes, np.ndarray):
@@ -85,9 +93,7 @@ def format_boxes(boxes: Sequence[Any], *, style: Style = "grid", n: int = 20, m:
     value rounded half to even, so 0.125 -> ``0.12``, 0.375 -> ``0.38``).
     """
     _check_style(style)
-    bs = as_boxes(boxes)
-    if not bs:
-        raise FormatError("no boxes to write")
+    bs = as_boxes(boxes, nonempty=True)
     if style == "grid":
         # The scalar encoder applies GridCodec.encode's rules to one float64 box without
         # building arrays (a few boxes per phrase: array set-up would dominate).

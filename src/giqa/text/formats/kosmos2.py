@@ -110,13 +110,9 @@ class Kosmos2(BoxFormat):
 
     def format_boxes(self, boxes: Sequence[Any]) -> str:
         pairs = []
-        for b in as_boxes(boxes):
+        for b in as_boxes(boxes, nonempty=True):
             ul, lr = encode(b)
             pairs.append(f"{_PATCH}{ul:04d}>{_PATCH}{lr:04d}>")
-        if not pairs:
-            from giqa.errors import FormatError
-
-            raise FormatError("no boxes to write")
         return _OBJ + _DELIM.join(pairs) + _END_OBJ
 
     def format_phrase(self, phrase: str, boxes: Sequence[Any]) -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from giqa.errors import FormatError
 from giqa.text.formats._base import BoxFormat, _check_text, make_span
 from giqa.text.grounded import as_boxes
 from giqa.text.parsed import GroundedSpan, ParsedText
@@ -57,16 +56,12 @@ class PaliGemma(BoxFormat):
         return "".join(f"<loc{encode(v):04d}>" for v in (y1, x1, y2, x2))
 
     def format_boxes(self, boxes: Sequence[Any]) -> str:
-        bs = as_boxes(boxes)
-        if not bs:
-            raise FormatError("no boxes to write")
+        bs = as_boxes(boxes, nonempty=True)
         return " ; ".join(self.format_box(b) for b in bs)
 
     def format_phrase(self, phrase: str, boxes: Sequence[Any]) -> str:
         _check_text(phrase, ";<>\n", "PaliGemma")
-        bs = as_boxes(boxes)
-        if not bs:
-            raise FormatError("no boxes to write")
+        bs = as_boxes(boxes, nonempty=True)
         return " ; ".join(f"{self.format_box(b)} {phrase}" for b in bs)
 
     def parse(self, text: str, *, strict: bool = False) -> ParsedText:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from giqa.errors import FormatError
 from giqa.text.formats._base import BoxFormat, _check_text, make_span
 from giqa.text.grounded import as_boxes
 from giqa.text.parsed import GroundedSpan, ParsedText
@@ -76,9 +75,7 @@ class QwenVL(BoxFormat):
     source = "Qwen-VL tokenization_qwen.py (from_list_format, draw_bbox_on_latest_picture) and the Qwen-VL paper"
 
     def format_boxes(self, boxes: Sequence[Any]) -> str:
-        bs = as_boxes(boxes)
-        if not bs:
-            raise FormatError("no boxes to write")
+        bs = as_boxes(boxes, nonempty=True)
         return "".join(
             _BOX + "({},{}),({},{})".format(*(encode(v) for v in b.as_tuple())) + _END_BOX for b in bs
         )

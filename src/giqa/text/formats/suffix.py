@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 from typing import Any, Optional, Sequence
 
-from giqa.errors import FormatError
 from giqa.types import Box
 from giqa.text.formats._base import BoxFormat, _check_text, make_span
 from giqa.text.grounded import as_boxes
@@ -131,9 +130,7 @@ class Shikra(SuffixFormat):
     source = "shikras/shikra mllm/dataset/process_function/box_process_function.py (PlainBoxFormatter, precision=3)"
 
     def format_boxes(self, boxes: Sequence[Any]) -> str:
-        bs = as_boxes(boxes)
-        if not bs:
-            raise FormatError("no boxes to write")
+        bs = as_boxes(boxes, nonempty=True)
         return "[" + ";".join(",".join(f"{v:.3f}" for v in b.as_tuple()) for b in bs) + "]"
 
     def _read(self, s, k, log, issues):
@@ -177,9 +174,7 @@ class Ferret(SuffixFormat):
     source = "apple/ml-ferret ferret/eval/model_refcoco.py (VOCAB_IMAGE_W = 1000, resize_bbox) and the serve/eval scripts"
 
     def format_boxes(self, boxes: Sequence[Any]) -> str:
-        bs = as_boxes(boxes)
-        if not bs:
-            raise FormatError("no boxes to write")
+        bs = as_boxes(boxes, nonempty=True)
         return ", ".join("[" + ", ".join(str(_floor_1000(v)) for v in b.as_tuple()) + "]" for b in bs)
 
     def _more(self, s, i):
@@ -223,9 +218,7 @@ class Florence2(SuffixFormat):
     source = "transformers models/florence2/processing_florence2.py (Florence2PostProcessor.quantize / dequantize)"
 
     def format_boxes(self, boxes: Sequence[Any]) -> str:
-        bs = as_boxes(boxes)
-        if not bs:
-            raise FormatError("no boxes to write")
+        bs = as_boxes(boxes, nonempty=True)
         return "".join("".join(f"<loc_{min(max(math.floor(v * 1000), 0), 999)}>" for v in b.as_tuple()) for b in bs)
 
     def _prepare(self, text: str) -> str:
