@@ -186,6 +186,12 @@ def _byte_bpe(special_tokens: list[str], *, vocab_size: int = 512, bos: str | No
 
 
 # -- Llama (chat LLM) --------------------------------------------------------------------
+def _copy_special_ids(generation_config: Any, tokenizer: Any) -> None:
+    """generate() stops and pads with the tokenizer's own ids."""
+    for name in ("pad_token_id", "eos_token_id", "bos_token_id"):
+        setattr(generation_config, name, getattr(tokenizer, name))
+
+
 def _tiny_llama_config(transformers: Any, tokenizer: Any) -> Any:
     """The tiny Llama text model shared by the tiny LLM and the tiny LLaVA's language side."""
     return transformers.LlamaConfig(
@@ -230,9 +236,7 @@ def _write_llama(out: Path) -> dict[str, Any]:
     config = _tiny_llama_config(transformers, tokenizer)
     _seed()
     model = transformers.LlamaForCausalLM(config)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.bos_token_id = tokenizer.bos_token_id
+    _copy_special_ids(model.generation_config, tokenizer)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return {"architecture": "LlamaForCausalLM"}
@@ -302,9 +306,7 @@ def _write_llava(out: Path) -> dict[str, Any]:
     )
     _seed()
     model = transformers.LlavaForConditionalGeneration(config)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.bos_token_id = tokenizer.bos_token_id
+    _copy_special_ids(model.generation_config, tokenizer)
     model.save_pretrained(out)
     processor.save_pretrained(out)
     return {"architecture": "LlavaForConditionalGeneration"}
