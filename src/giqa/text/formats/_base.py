@@ -96,3 +96,22 @@ def make_span(phrase_raw: str, start: int, boxes: list[Box], indices, issues: li
     phrase = phrase_raw.strip()
     s = start + lead
     return GroundedSpan(phrase, s, s + len(phrase), boxes, list(indices), issues)
+
+
+def read_index_tokens(s: str, i: int, prefix: str, limit: int | None = None) -> tuple[int, list[int]]:
+    """Consecutive ``<prefixDIGITS>`` tokens from ``s[i:]`` (at most ``limit``): ``(end, values)``.
+
+    Linear in the text read; a run of more than 9 digits reads as 10**9 (out of every range).
+    """
+    vals: list[int] = []
+    size = len(s)
+    while (limit is None or len(vals) < limit) and s.startswith(prefix, i):
+        j = i + len(prefix)
+        d = j
+        while d < size and "0" <= s[d] <= "9":
+            d += 1
+        if d == j or d >= size or s[d] != ">":
+            break
+        vals.append(int(s[j:d]) if d - j <= 9 else 10**9)
+        i = d + 1
+    return i, vals

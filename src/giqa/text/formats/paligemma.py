@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from giqa.text.formats._base import BoxFormat, _check_text, make_span
+from giqa.text.formats._base import BoxFormat, _check_text, make_span, read_index_tokens
 from giqa.text.grounded import as_boxes
 from giqa.text.parsed import GroundedSpan, ParsedText
 from giqa.text.scanner import IssueLog, TextBuilder, box_from_corners
@@ -26,21 +26,6 @@ def encode(v: float) -> int:
 
 def decode(q: int) -> float:
     return q / 1024
-
-
-def _tokens(s: str, i: int, prefix: str, limit: int) -> tuple[int, list[int]]:
-    vals: list[int] = []
-    size = len(s)
-    while len(vals) < limit and s.startswith(prefix, i):
-        j = i + len(prefix)
-        d = j
-        while d < size and "0" <= s[d] <= "9":
-            d += 1
-        if d == j or d >= size or s[d] != ">":
-            break
-        vals.append(int(s[j:d]) if d - j <= 9 else 10**9)
-        i = d + 1
-    return i, vals
 
 
 class PaliGemma(BoxFormat):
@@ -77,12 +62,12 @@ class PaliGemma(BoxFormat):
             k = s.find("<loc", i)
             if k < 0:
                 break
-            end, vals = _tokens(s, k, "<loc", 4)
+            end, vals = read_index_tokens(s, k, "<loc", 4)
             if len(vals) < 4:
                 i = k + 1
                 continue
             issues: list[str] = []
-            end, segs = _tokens(s, end, "<seg", 16)
+            end, segs = read_index_tokens(s, end, "<seg", 16)
             box = None
             if max(vals) > 1023:
                 log.add(k, f"<loc> value above 1023 in {vals}; box dropped", issues)

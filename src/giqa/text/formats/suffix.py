@@ -17,7 +17,7 @@ import math
 from typing import Any, Optional, Sequence
 
 from giqa.types import Box
-from giqa.text.formats._base import BoxFormat, _check_text, make_span
+from giqa.text.formats._base import BoxFormat, _check_text, make_span, read_index_tokens
 from giqa.text.grounded import as_boxes
 from giqa.text.parsed import GroundedSpan, ParsedText
 from giqa.text.scanner import IssueLog, TextBuilder, box_from_corners
@@ -226,18 +226,7 @@ class Florence2(SuffixFormat):
         return text.replace("<s>", "").replace("</s>", "").replace("<pad>", "")
 
     def _read(self, s, k, log, issues):
-        vals: list[int] = []
-        i = k
-        size = len(s)
-        while s.startswith("<loc_", i):
-            j = i + 5
-            d = j
-            while d < size and "0" <= s[d] <= "9":
-                d += 1
-            if d == j or d >= size or s[d] != ">":
-                break
-            vals.append(int(s[j:d]) if d - j <= 9 else 10**9)
-            i = d + 1
+        i, vals = read_index_tokens(s, k, "<loc_")
         if len(vals) < 4:
             return None
         if len(vals) % 4:
