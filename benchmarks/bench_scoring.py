@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from giqa.bench import score  # noqa: E402
 from giqa.bench.bleu import coco_bleu_tokens  # noqa: E402
-from giqa.bench.ptb import _chunk, ptb_tokenize  # noqa: E402
+from giqa.bench.ptb import ptb_tokenize  # noqa: E402
 from giqa.models.callable import CallableEmbedder  # noqa: E402
 from giqa.text import format_phrase  # noqa: E402
 from giqa.types import Box, Sample  # noqa: E402
