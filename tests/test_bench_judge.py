@@ -18,15 +18,32 @@ from giqa.models.callable import CallableLLM, scripted
         ("score = 1, because the cup is missing", 1),
         ("4", 4),
         ("3/4", 3),
-        ('{"score": 5}', None),
-        ('{"score": 2.5}', None),
+        ('{"score": 5}', 4),  # clamped to the scale
+        ('{"score": 2.5}', 2.5),
+        ("score: 2.5", 2.5),
+        ('{"score": "3"}', 3),
+        ("4 out of 10", 1.6),  # put on the 0-4 scale
+        ('{"Score": "8/10"}', 3.2),
+        ("Score: **3** - mostly right", 3),
         ("The description is good.", None),
-        ("7", None),
+        ("7", 4),
+        ("-1", 0),
         ("", None),
+        ('{"score": null}', None),
     ],
 )
 def test_parse_score(text, expected):
-    assert parse_score(text) == expected
+    got = parse_score(text)
+    assert got == (None if expected is None else pytest.approx(expected))
+
+
+def test_rescaled_or_clamped_scores_are_logged(caplog):
+    with caplog.at_level("WARNING", logger="giqa.bench.judge"):
+        assert parse_score("4 out of 10") == pytest.approx(1.6)
+        assert parse_score('{"score": 9}') == 4
+        assert parse_score('{"score": 3}') == 3
+    assert len(caplog.records) == 2
+    assert "out of 10" in caplog.records[0].getMessage() and "clamped" in caplog.records[1].getMessage()
 
 
 def test_parse_yes_no():

@@ -22,7 +22,10 @@ from giqa.bench.grounding import Instance, aggregate_grounding, exact_similarity
         ("yes, it is", True),
         ("No.", False),
         ("no, the sky is overexposed", False),
-        ("Yes and no.", None),
+        ("Yes and no.", True),  # the first word decides
+        ("Yes, there is no visible noise.", True),
+        ("**No**, yes it is", False),
+        ("I'd say yes and no", None),  # neither first: both words, unknown
         ("It is not clear.", None),  # "not" is not "no"
         ("Nothing is sharp, yesterday it was.", None),  # word-bounded
         ("", None),

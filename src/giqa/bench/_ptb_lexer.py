@@ -25,7 +25,7 @@ from giqa.bench._ptb_rules import RULES, compile_rule, split_alternatives
 __all__ = ["lex", "WINDOW"]
 
 #: Characters one rule may look at from a position (tokens longer than this are cut).
-WINDOW = 2048
+WINDOW = 1000
 
 Action = Callable[[str], tuple[list[Optional[str]], int]]
 
@@ -232,7 +232,8 @@ _WORDS_SPAN = re.compile("(?:[A-Za-z]+[ \t][ \t\u00a0\u2000-\u200a\u3000]*)+")
 _SPACE_RUN = re.compile("[ \t][ \t\u00a0\u2000-\u200a\u3000]*")
 _SPLIT3 = frozenset(["cannot", "gonna", "gotta", "lemme", "gimme", "wanna"])
 # what may follow an ASCII letter run for the run to be a plain word (see _plain_word)
-_WORD_END = frozenset(' \t,;:)]}"')
+_WORD_END = frozenset(' \t,;:()[]{}"=')  # LIKELYURL's labels exclude these
+_WORD_END_NO_URL = frozenset("*%")  # plain words ends only where no LIKELYURL can start
 _HTHING_TAIL = re.compile("[A-Za-z0-9.,\u00ad]*-[A-Za-z0-9\u00ad]")
 
 
@@ -250,8 +251,10 @@ def _plain_word(text: str, e: int, run: str, gates: int, abbreviation: re.Patter
         return False
     if f in _WORD_END:
         if f == ",":
-            return _HTHING_TAIL.match(text, e) is None
+            return _HTHING_TAIL.match(text, e, min(len(text), e + WINDOW)) is None
         return f != ":" or (gates & 4) == 0
+    if f in _WORD_END_NO_URL:
+        return not gates & 2
     if f == "." and not gates & 2:
         g = text[e + 1] if e + 1 < len(text) else " "
         return (g == " " or g == "\t") and abbreviation.fullmatch(run + ".") is None
@@ -271,7 +274,8 @@ _BOUNDARY = re.compile("([ \t][ \t\u00a0\u2000-\u200a\u3000]*)")
 _NEWLINES = frozenset("\n\r\x0b\x0c\u2028\u2029\u0085")
 # a word and its period, maybe after an opening bracket or quote
 _WORD_PERIOD = re.compile("[(\\[\"\u201c\u2018]?([A-Za-z]{2,})\\.")
-_CACHE_LIMIT = 200_000
+_CACHE_LIMIT = 200_000  # entries
+_CACHE_CHUNK_MAX = 100  # characters; longer chunks rarely come back
 _ALWAYS, _UNLESS_PERIOD, _UNLESS_DIGIT = 1, 2, 3
 Post = Callable[[list[Optional[str]]], tuple]
 _caches: dict[Optional[Post], dict[tuple[str, bool], tuple[int, tuple]]] = {}
@@ -327,7 +331,7 @@ def lex(text: str, post: Optional[Post] = None) -> list:
             continue
         key = (chunk, space > 0)
         got = cache.get(key)
-        if got is None:
+        if got is None and len(chunk) <= _CACHE_CHUNK_MAX:
             cls = _cache_class(chunk, abbreviation)
             if cls:
                 if len(cache) >= _CACHE_LIMIT:

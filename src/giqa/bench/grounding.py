@@ -17,6 +17,16 @@ The paper does not say how predicted boxes meet the ground truth; giqa matches t
   are equal (lower case, articles and surrounding punctuation removed) and 0.0 otherwise;
 * a model that gives no box on any item of a task gets N/A (``None``) for both, as Table 5.
 
+Both are recall: extra boxes cost nothing, so a model that sprays boxes over the image scores
+high. The other side, reported next to them (additions beyond Table 5, category-agnostic):
+
+* **hits** of an item: predicted and reference instances matched one-to-one to maximise the
+  number of pairs with IoU > 0.5 (names ignored);
+* **box precision** = hits / predicted instances, **box recall** = hits / reference
+  instances, **box F1** their harmonic mean (all micro averages over the task's items; a
+  predicted box on an item without reference boxes is a miss), and **boxes per answer** =
+  predicted instances / answers.
+
 Boxes are normalised xyxy in ``[0, 1]``.
 """
 
@@ -38,6 +48,7 @@ __all__ = [
     "name_key",
     "exact_similarity",
     "aggregate_grounding",
+    "box_precision_recall",
 ]
 
 IOU_THRESHOLD = 0.5
@@ -58,12 +69,14 @@ class Instance(NamedTuple):
 
 @dataclass(frozen=True)
 class ItemGrounding:
-    """Per-item result: ``iou_sum`` over reference instances, ``n_ref``, ``n_pred``, ``tp``."""
+    """Per-item result: ``iou_sum`` over reference instances, ``n_ref``, ``n_pred``, ``tp``
+    (Tag-Recall true positives), ``hits`` (one-to-one pairs with IoU > 0.5, names ignored)."""
 
     iou_sum: float
     n_ref: int
     n_pred: int
     tp: int
+    hits: int = 0
 
 
 @lru_cache(maxsize=100_000)
@@ -111,7 +124,7 @@ def match_item(
     ``iou``: the ``(len(preds), len(refs))`` IoU matrix if already computed.
     """
     if not refs or not preds:
-        return ItemGrounding(0.0, len(refs), len(preds), 0)
+        return ItemGrounding(0.0, len(refs), len(preds), 0, 0)
     if iou is None:
         from giqa.geometry import pairwise_iou
 
@@ -121,13 +134,16 @@ def match_item(
     if similarity is None and len(preds) == 1 and len(refs) == 1:
         # the general path below, worked out for one pair (the commonest item)
         v = float(iou[0, 0])
-        tp = v > IOU_THRESHOLD and name_key(preds[0].name) == name_key(refs[0].name)
-        return ItemGrounding(v, 1, 1, int(tp))
+        hit = v > IOU_THRESHOLD
+        tp = hit and name_key(preds[0].name) == name_key(refs[0].name)
+        return ItemGrounding(v, 1, 1, int(tp), int(hit))
     rows, cols = _assign(iou)
     iou_sum = float(iou[rows, cols].sum())  # IoU-0 pairs add nothing: same as unmatched
     over = iou > IOU_THRESHOLD
     if not over.any():
-        return ItemGrounding(iou_sum, len(refs), len(preds), 0)
+        return ItemGrounding(iou_sum, len(refs), len(preds), 0, 0)
+    r1, c1 = _assign(over.astype(np.float64))
+    hits = int(over[r1, c1].sum())
     if similarity is None:
         similarity = exact_similarity([p.name for p in preds], [r.name for r in refs])
     valid = over & (similarity > SIM_THRESHOLD)
@@ -138,7 +154,7 @@ def match_item(
         tp = int(valid[r2, c2].sum())
     else:
         tp = 0
-    return ItemGrounding(iou_sum, len(refs), len(preds), tp)
+    return ItemGrounding(iou_sum, len(refs), len(preds), tp, hits)
 
 
 def batch_iou(items: Sequence[tuple[Sequence[Instance], Sequence[Instance]]]) -> list[Optional[np.ndarray]]:
@@ -180,11 +196,27 @@ def match_items(
     out = []
     for (preds, refs), iou in zip(items, ious):
         if iou is None:
-            out.append(ItemGrounding(0.0, len(refs), len(preds), 0))
+            out.append(ItemGrounding(0.0, len(refs), len(preds), 0, 0))
             continue
         sim = similarity(preds, refs) if similarity is not None and (iou > IOU_THRESHOLD).any() else None
         out.append(match_item(preds, refs, sim, iou=iou))
     return out
+
+
+def box_precision_recall(items: Sequence[ItemGrounding]) -> tuple[Optional[float], Optional[float], Optional[float], float]:
+    """``(box precision, box recall, box F1, boxes per answer)`` over ``items`` (see the
+    module doc); the first three are None when no item has a predicted box (or, for recall,
+    no reference box)."""
+    n_pred = sum(it.n_pred for it in items)
+    n_ref = sum(it.n_ref for it in items)
+    hits = sum(it.hits for it in items)
+    per_answer = n_pred / len(items) if items else float("nan")
+    if n_pred == 0:
+        return None, None, None, per_answer
+    p = hits / n_pred
+    r = hits / n_ref if n_ref else None
+    f1 = None if r is None else (2 * p * r / (p + r) if p + r > 0 else 0.0)
+    return p, r, f1, per_answer
 
 
 def aggregate_grounding(items: Sequence[ItemGrounding]) -> tuple[Optional[float], Optional[float]]:
