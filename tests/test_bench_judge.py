@@ -134,3 +134,44 @@ def test_judge_errors_are_wrapped():
         Judge(CallableLLM(boom)).score_descriptions(["a"], ["b"])
     with pytest.raises(ValueError):
         Judge(CallableLLM(boom)).score_descriptions(["a"], ["b", "c"])
+
+
+class _ServedLLM(CallableLLM):
+    """A CallableLLM that says which server it talks to (as OpenAICompatibleLLM does)."""
+
+    def __init__(self, fn, base_url, **kw):
+        super().__init__(fn, **kw)
+        self.base_url = base_url
+
+
+def test_cache_key_covers_the_server_url():
+    cache = JudgeCache()
+    a = _ServedLLM(_grader, "http://server-a/v1", model_id="grader")
+    b = _ServedLLM(_grader, "http://server-b/v1", model_id="grader")
+    assert Judge(a, cache=cache).base_url == "http://server-a/v1"
+    Judge(a, cache=cache).score_descriptions(["a"], ["a"])
+    Judge(b, cache=cache).score_descriptions(["a"], ["a"])
+    assert b.calls == 1 and len(cache) == 2  # same model name, another server: asked again
+    Judge(a, cache=cache).score_descriptions(["a"], ["a"])
+    assert a.calls == 1
+
+
+def test_replies_are_cached_before_a_later_batch_fails(tmp_path):
+    calls = []
+
+    def fn(messages):
+        calls.append(1)
+        if len(calls) > 2:
+            raise RuntimeError("server went away")
+        return '{"score": 2}'
+
+    judge = Judge(CallableLLM(fn), cache=tmp_path / "c.sqlite", batch_size=2)
+    from giqa.errors import BackendError
+
+    with pytest.raises(BackendError, match="went away"):
+        judge.score_descriptions(["a", "b", "c", "d"], ["r", "r", "r", "r"])
+    assert len(judge.cache) == 2  # the first batch's replies survive
+    judge.cache.close()
+    again = Judge(CallableLLM(lambda m: '{"score": 3}'), cache=tmp_path / "c.sqlite", batch_size=2)
+    res = again.score_descriptions(["a", "b", "c", "d"], ["r", "r", "r", "r"])
+    assert [r.score for r in res] == [2, 2, 3, 3] and [r.cached for r in res] == [True, True, False, False]

@@ -181,7 +181,7 @@ def test_report_files(tmp_path, example_reports):
     assert md.count("\n| ") >= 4 and "BLEU@4" in md and "N/A" in md and "95%" in md
     rows = paths["csv"].read_text().splitlines()
     assert rows[0].startswith("method,reference,bleu_flavour,des_miou,des_tag_recall,bleu4") and len(rows) == 3
-    data = json.loads(paths["json"].read_text())["reports"]
+    data = json.loads(paths["json"].read_text())
     assert data[1]["metrics"]["des_miou"] is None
     back = BenchReport.from_dict(data[0])
     assert back.metrics["bleu4"] == pytest.approx(example_reports["giqa"].metrics["bleu4"])

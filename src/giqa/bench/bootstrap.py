@@ -224,16 +224,19 @@ def bootstrap_cis(
 
 
 def paired_bootstrap(
-    a: Arrays, b: Arrays, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95
+    a: Union[Arrays, "Components"], b: Union[Arrays, "Components"], *, n_boot: int = 1000, seed: int = 0,
+    level: float = 0.95,
 ) -> dict[str, dict[str, float]]:
-    """Paired bootstrap of model ``a`` minus model ``b`` on the same items (same task).
+    """Paired bootstrap of model ``a`` minus model ``b`` on the same items (same task; arrays
+    or their :func:`components`).
 
     Each resample draws the same items for both models. Per metric defined for both:
     ``diff`` (a - b on the bench), ``low``/``high`` (percentile interval of the difference)
     and ``p`` (two-sided: twice the smaller share of resampled differences on either side
     of 0, at most 1).
     """
-    ca, cb = components(a), components(b)
+    ca = a if isinstance(a, Components) else components(a)
+    cb = b if isinstance(b, Components) else components(b)
     if len(ca.values) != len(cb.values) or ca.task != cb.task:
         raise ValueError(f"paired test needs the same items: {ca.task} x {len(ca.values)} vs {cb.task} x {len(cb.values)}")
     if n_boot <= 0 or not len(ca.values):

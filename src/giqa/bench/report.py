@@ -131,8 +131,8 @@ def unique_names(paths: Sequence[Union[str, Path]]) -> list[str]:
     depth = [1] * len(paths)
     while True:
         names = ["/".join(pt[-d:]) for pt, d in zip(parts, depth)]
-        clash = {n for n in names if names.count(n) > 1}
-        grow = [k for k, n in enumerate(names) if n in clash and depth[k] < len(parts[k])]
+        grow = [k for k, n in enumerate(names) if depth[k] < len(parts[k])
+                and any(names[j] == n and parts[j] != parts[k] for j in range(len(names)))]
         if not grow:
             break
         for k in grow:
@@ -345,7 +345,8 @@ def write_reports(
     reports: Sequence[BenchReport], out_dir: Union[str, Path], *, radar: bool = True,
     comparisons: Optional[Sequence[dict[str, Any]]] = None,
 ) -> dict[str, Path]:
-    """Write ``report.md``, ``report.csv``, ``report.json`` (all rows and ``comparisons``), one
+    """Write ``report.md``, ``report.csv``, ``report.json`` (a list, one object per row),
+    ``comparisons.json`` (the paired tests, when there are any), one
     ``per_sample.<name>.jsonl`` per scored model and (``radar``) ``radar.png``."""
     names = [r.name for r in reports]
     if len(set(names)) != len(names):
@@ -355,8 +356,10 @@ def write_reports(
     paths = {"md": out / "report.md", "csv": out / "report.csv", "json": out / "report.json"}
     _atomic_write(paths["md"], table5_markdown(reports, comparisons=comparisons))
     _atomic_write(paths["csv"], table5_csv(reports))
-    doc = {"reports": [r.to_dict() for r in reports], "comparisons": list(comparisons or [])}
-    _atomic_write(paths["json"], json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    _atomic_write(paths["json"], json.dumps([r.to_dict() for r in reports], indent=2, ensure_ascii=False) + "\n")
+    if comparisons:
+        paths["comparisons"] = out / "comparisons.json"
+        _atomic_write(paths["comparisons"], json.dumps(list(comparisons), indent=2, ensure_ascii=False) + "\n")
     used: set[str] = set()
     for r in reports:
         if r.reference:
