@@ -176,9 +176,13 @@ def _chunks(n_items: int, n_boot: int) -> list[int]:
 
 def _resample_weights(rng: np.random.Generator, n: int, n_boot: int) -> Iterator[np.ndarray]:
     """Chunks of (b, n) float64 draw counts: each row one resample of n items with replacement."""
+    dtype = np.int32 if n < 2**31 else np.int64
     for b in _chunks(n, n_boot):
-        idx = rng.integers(0, n, size=(b, n)) + (np.arange(b, dtype=np.int64) * n)[:, None]
-        yield np.bincount(idx.ravel(), minlength=b * n).reshape(b, n).astype(np.float64)
+        idx = rng.integers(0, n, size=(b, n), dtype=dtype)
+        w = np.empty((b, n), dtype=np.float64)
+        for r in range(b):
+            w[r] = np.bincount(idx[r], minlength=n)
+        yield w
 
 
 def _percentiles(values: np.ndarray, level: float) -> Optional[tuple[float, float]]:

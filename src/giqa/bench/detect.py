@@ -37,19 +37,25 @@ _PATTERNS: dict[str, re.Pattern] = {
     "shikra": re.compile(r"\[" + ",".join([_NUM] * 4) + r"[\];]"),
     "ferret": re.compile(r"\[" + ",".join([_INT] * 4) + r"\]"),
 }
-_ANGLE = ("kosmos2", "qwen-vl", "florence2", "paligemma")
-
-
 def markup_formats(text: str) -> list[str]:
     """The formats whose markup occurs in ``text``, in :data:`FORMATS` order."""
-    has_angle, has_square = "<" in text, "[" in text
-    if not has_angle and not has_square:
+    square, angle = "[" in text, "<" in text
+    if not square and not angle:
         return []
-    out = []
-    for name in FORMATS:
-        if (has_angle if name in _ANGLE else has_square) and _PATTERNS[name].search(text):
-            out.append(name)
-    return out
+    # substrings each markup cannot do without: most texts fail these cheap tests
+    maybe = []
+    if square and "](" in text:
+        maybe += ["giqa", "giqa-norm"]
+    if angle:
+        if "<object>" in text or "<phrase>" in text or "<grounding>" in text:
+            maybe.append("kosmos2")
+        if "<ref>" in text or "<box>" in text:
+            maybe.append("qwen-vl")
+        if "<loc" in text:
+            maybe += ["florence2", "paligemma"]
+    if square:
+        maybe += ["shikra", "ferret"]
+    return [name for name in maybe if _PATTERNS[name].search(text) is not None]
 
 
 def detect_format(text: str, parse: Optional[Callable[[str, str], int]] = None) -> Optional[str]:

@@ -111,6 +111,12 @@ def _assign(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return linear_sum_assignment(weight, maximize=True)
 
 
+def _max_matching(ok: np.ndarray) -> int:
+    """Size of a maximum one-to-one matching on the True cells of boolean ``ok`` (P, R)."""
+    r, c = _assign(ok.astype(np.float64))
+    return int(ok[r, c].sum())
+
+
 def match_item(
     preds: Sequence[Instance],
     refs: Sequence[Instance],
@@ -138,12 +144,16 @@ def match_item(
         tp = hit and name_key(preds[0].name) == name_key(refs[0].name)
         return ItemGrounding(v, 1, 1, int(tp), int(hit))
     rows, cols = _assign(iou)
-    iou_sum = float(iou[rows, cols].sum())  # IoU-0 pairs add nothing: same as unmatched
+    matched = iou[rows, cols]
+    iou_sum = float(matched.sum())  # IoU-0 pairs add nothing: same as unmatched
     over = iou > IOU_THRESHOLD
-    if not over.any():
+    n_over = int(over.sum())
+    if not n_over:
         return ItemGrounding(iou_sum, len(refs), len(preds), 0, 0)
-    r1, c1 = _assign(over.astype(np.float64))
-    hits = int(over[r1, c1].sum())
+    # the mIoU matching holds every pair over the threshold (the usual case): none can be more
+    hits = int((matched > IOU_THRESHOLD).sum())
+    if hits < n_over:
+        hits = _max_matching(over)
     if similarity is None:
         similarity = exact_similarity([p.name for p in preds], [r.name for r in refs])
     valid = over & (similarity > SIM_THRESHOLD)

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 from giqa.bench.detect import detect_format, markup_formats
 from giqa.bench.grounding import Instance, ItemGrounding
 from giqa.errors import ParseError
-from giqa.types import Sample, Task
+from giqa.types import Sample, Task, VqaKind
 
 __all__ = ["Prediction", "ScoredItem", "read_bench", "read_predictions", "as_predictions", "build_items", "FORMAT_CHOICES"]
 
@@ -48,6 +48,7 @@ class ScoredItem:
     reference: str
     ref: list[Instance]
     issues: list[str]
+    is_yes_no: bool = False
     question: str = ""
     grounding: ItemGrounding = field(default_factory=lambda: ItemGrounding(0.0, 0, 0, 0, 0))
     gt_yes: Optional[bool] = None
@@ -56,10 +57,6 @@ class ScoredItem:
     judge_score: Optional[float] = None
     judge_raw: Optional[str] = None
     judge_error: Optional[str] = None
-
-    @property
-    def is_yes_no(self) -> bool:
-        return self.sample.vqa_kind is not None and self.sample.vqa_kind.value == "yes_no"
 
     def row(self) -> dict[str, Any]:
         """The per-sample record of a report (JSON-ready)."""
@@ -240,6 +237,7 @@ def build_items(gt: Sequence[Sample], by_id: Mapping[str, Prediction], fmt: str,
             pred=_instances(parsed) if parsed is not None else [],
             reference=ref.text, ref=_ref_instances(s, ref),
             issues=list(parsed.issues) if parsed is not None else [],
+            is_yes_no=s.vqa_kind is VqaKind.yes_no,
         ))
     if fmt != "auto":
         _warn_other_markup(items, fmt, notes)

@@ -156,10 +156,11 @@ def _score(predictions: Any, ground_truth: Any, opts: _Options) -> BenchReport:
         notes.append("no bootstrap interval for sacrebleu-13a BLEU (computed by sacrebleu)")
     _summary_notes(items, by_id, gt, opts, notes)
     model_names = {p.model for p in preds if p.model}
+    formats = format_counts(items)
     return BenchReport(
         name=opts.name or (next(iter(model_names)) if len(model_names) == 1 else "model"),
-        metrics=metrics, ci=ci, counts=_counts(items, by_id, gt), per_sample=[it.row() for it in items],
-        settings=_settings(items, opts, tok_name), notes=notes, breakdown=vqa_breakdown(items),
+        metrics=metrics, ci=ci, counts=_counts(items, by_id, gt, formats), per_sample=[it.row() for it in items],
+        settings=_settings(opts, tok_name, formats), notes=notes, breakdown=vqa_breakdown(items),
         provenance=_provenance(predictions, preds, ground_truth, gt, opts, tok_name),
         components={k: components(a) for k, a in (("des", des_arr), ("vqa", vqa_arr)) if a is not None},
     )
@@ -279,16 +280,18 @@ def _scalar(v: np.ndarray) -> Optional[float]:
     return None if math.isnan(x) else x
 
 
-def _counts(items: Sequence[ScoredItem], by_id, gt) -> dict[str, Any]:
+def _counts(items: Sequence[ScoredItem], by_id, gt, formats: dict[str, int]) -> dict[str, Any]:
     gt_ids = {s.id for s in gt}
+    n_des = sum(1 for s in gt if s.task is Task.des)
+    n_y = sum(1 for it in items if it.is_yes_no)
     return {
-        "des": sum(1 for it in items if it.sample.task is Task.des),
-        "vqa_y": sum(1 for it in items if it.is_yes_no),
-        "vqa_w": sum(1 for it in items if it.sample.task is Task.vqa and not it.is_yes_no),
+        "des": n_des,
+        "vqa_y": n_y,
+        "vqa_w": len(items) - n_des - n_y,
         "missing": sum(1 for it in items if it.missing),
         "extra": sum(1 for k in by_id if k not in gt_ids),
         "judge_failed": sum(1 for it in items if it.judge_error),
-        "formats": format_counts(items),
+        "formats": formats,
     }
 
 
@@ -312,11 +315,11 @@ def _summary_notes(items: Sequence[ScoredItem], by_id, gt, opts: _Options, notes
         notes.append(f"judge {opts.judge.model_id} has random weights: judge metrics are meaningless")
 
 
-def _settings(items: Sequence[ScoredItem], opts: _Options, tok_name: Optional[str]) -> dict[str, Any]:
+def _settings(opts: _Options, tok_name: Optional[str], formats: dict[str, int]) -> dict[str, Any]:
     j = opts.judge
     return {
         "format": opts.fmt,
-        "formats_read": format_counts(items),
+        "formats_read": formats,
         "bleu": opts.bleu_flavour,
         "tokenizer": tok_name,
         "judge": None if j is None else {"model": j.model_id, "url": j.base_url, "prompt_version": j.prompt_version,
