@@ -156,3 +156,54 @@ def test_import_giqa_bench_is_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+# -- the other side: box precision / recall / F1 ------------------------------------------------
+def _brute_hits(preds, refs) -> int:
+    """Largest one-to-one set of (pred, ref) pairs with IoU > 0.5, by trying every injection."""
+    from itertools import permutations
+
+    from giqa.geometry import pairwise_iou
+
+    if not preds or not refs:
+        return 0
+    iou = pairwise_iou(np.array([p.box for p in preds]), np.array([r.box for r in refs]))
+    small, big = (iou, iou.T) if len(preds) <= len(refs) else (iou.T, iou)
+    best = 0
+    for perm in permutations(range(small.shape[1]), small.shape[0]):
+        best = max(best, sum(small[i, j] > 0.5 for i, j in enumerate(perm)))
+    return best
+
+
+def test_hits_are_a_maximum_matching_not_the_miou_matching():
+    # IoU p0-r0 0.522, p0-r1 0.25, p1-r0 0.429, p1-r1 0.094: the IoU-maximising matching
+    # (p0-r1, p1-r0: 0.679) has no pair over 0.5, the largest set over 0.5 is {p0-r0}
+    p0, p1 = I("a", 0.1, 0.1, 0.5, 0.6), I("a", 0.1, 0.0, 0.4, 0.5)
+    r0, r1 = I("a", 0.1, 0.2, 0.4, 0.7), I("a", 0.1, 0.4, 0.6, 0.8)
+    g = match_item([p0, p1], [r0, r1])
+    assert g.iou_sum == pytest.approx(0.25 + 0.4286, abs=1e-3)
+    assert g.hits == 1 == _brute_hits([p0, p1], [r0, r1])
+
+
+def test_hits_against_brute_force():
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        def boxes(k):
+            x1, y1 = rng.uniform(0, 0.5, k), rng.uniform(0, 0.5, k)
+            return [I("a", a, b, a + rng.uniform(0.1, 0.5), b + rng.uniform(0.1, 0.5)) for a, b in zip(x1, y1)]
+
+        preds, refs = boxes(int(rng.integers(0, 4))), boxes(int(rng.integers(0, 4)))
+        assert match_item(preds, refs).hits == _brute_hits(preds, refs)
+
+
+def test_box_precision_recall_f1():
+    from giqa.bench.grounding import box_precision_recall
+
+    refs = [I("a", 0, 0, 0.5, 0.5), I("b", 0.5, 0.5, 1, 1)]
+    exact = match_item(refs, refs)
+    spam = match_item(refs + [I("x", 0.6, 0, 0.9, 0.3)] * 8, refs)
+    p, r, f1, per = box_precision_recall([exact])
+    assert (p, r, f1, per) == (1.0, 1.0, 1.0, 2.0)
+    p, r, f1, per = box_precision_recall([spam])
+    assert p == pytest.approx(0.2) and r == 1.0 and f1 == pytest.approx(2 * 0.2 / 1.2) and per == 10.0
+    assert box_precision_recall([match_item([], refs)]) == (None, None, None, 0.0)
