@@ -19,7 +19,10 @@ from giqa.bench.grounding import Instance, ItemGrounding
 from giqa.errors import ParseError
 from giqa.types import Sample, Task, VqaKind
 
-__all__ = ["Prediction", "ScoredItem", "read_bench", "read_predictions", "as_predictions", "build_items", "FORMAT_CHOICES"]
+__all__ = [
+    "Prediction", "ScoredItem", "read_bench", "read_predictions", "as_predictions", "index_predictions", "build_items",
+    "format_counts", "warn_other_markup", "FORMAT_CHOICES",
+]
 
 #: ``fmt`` values :func:`build_items` takes.
 FORMAT_CHOICES = ("auto", "giqa", "giqa-norm", "kosmos2", "qwen-vl", "shikra", "ferret", "florence2", "paligemma")
@@ -239,8 +242,6 @@ def build_items(gt: Sequence[Sample], by_id: Mapping[str, Prediction], fmt: str,
             issues=list(parsed.issues) if parsed is not None else [],
             is_yes_no=s.vqa_kind is VqaKind.yes_no,
         ))
-    if fmt != "auto":
-        _warn_other_markup(items, fmt, notes)
     return items
 
 
@@ -249,8 +250,10 @@ def format_counts(items: Sequence[ScoredItem]) -> dict[str, int]:
     return dict(sorted(Counter(it.fmt or "plain" for it in items if not it.missing).items()))
 
 
-def _warn_other_markup(items: Sequence[ScoredItem], fmt: str, notes: list[str]) -> None:
-    """A note when the forced format read no boxes from answers that carry another format's markup."""
+def warn_other_markup(items: Sequence[ScoredItem], fmt: str, notes: list[str]) -> None:
+    """A note when a forced format read no boxes from answers that carry another format's markup."""
+    if fmt == "auto":
+        return
     other: Counter = Counter()
     for it in items:
         if not it.pred and it.raw:

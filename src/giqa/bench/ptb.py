@@ -52,7 +52,9 @@ def one_line(text: str) -> str:
 def coco_words(line: str) -> list[str]:
     """pycocoevalcap's words of one line of tokeniser output: tokens split on spaces, its
     punctuation dropped, then ``str.split()`` as its BLEU scorer does."""
-    return " ".join(w for w in line.rstrip().split(" ") if w not in PUNCTUATIONS).split()
+    if line.isascii() and line.isprintable():  # only " " separates: filtering and splitting commute
+        return [w for w in line.split() if w not in PUNCTUATIONS]
+    return " ".join([w for w in line.rstrip().split(" ") if w not in PUNCTUATIONS]).split()
 
 
 def _coco_post(tokens: list) -> tuple:

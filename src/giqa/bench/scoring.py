@@ -35,6 +35,7 @@ from giqa.bench.breakdown import vqa_breakdown
 from giqa.bench.grounding import match_items
 from giqa.bench.items import (
     Prediction, ScoredItem, as_predictions, build_items, format_counts, index_predictions, read_bench, read_predictions,
+    warn_other_markup,
 )
 from giqa.bench.judge import Judge
 from giqa.bench.report import BenchReport
@@ -138,10 +139,12 @@ def _score(predictions: Any, ground_truth: Any, opts: _Options) -> BenchReport:
     by_id = index_predictions(preds, str(predictions) if isinstance(predictions, (str, Path)) else "predictions")
     _check_unique_bench(gt)
     notes: list[str] = []
-    items = build_items(gt, by_id, opts.fmt, notes)
-    des = [it for it in items if it.sample.task is Task.des]
-    vqa = [it for it in items if it.sample.task is Task.vqa]
+    des = build_items([s for s in gt if s.task is Task.des], by_id, opts.fmt, notes)
     pending = _start_tokenizing(des, opts)  # the JVM runs while the rest is computed
+    vqa = build_items([s for s in gt if s.task is Task.vqa], by_id, opts.fmt, notes)
+    order = {s.id: k for k, s in enumerate(gt)}
+    items = sorted(des + vqa, key=lambda it: order[it.sample.id])  # bench order
+    warn_other_markup(items, opts.fmt, notes)
     _ground(items, opts.embedder)
     _read_yes_no(vqa)
     if opts.judge is not None:
