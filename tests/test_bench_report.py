@@ -199,3 +199,20 @@ def test_cli_duplicate_ids_is_a_clean_error(tmp_path, capsys):
 def test_cli_judge_flags_need_a_judge():
     with pytest.raises(SystemExit, match="need --judge"):
         main(["bench", "score", str(EXAMPLE / "predictions.giqa.jsonl"), "--gt", str(BENCH), "--judge-timeout", "5"])
+
+
+def test_cli_judge_timeout_and_retries_reach_the_http_backend(tmp_path):
+    import argparse
+
+    from giqa.cli.bench import _judge
+
+    args = argparse.Namespace(judge="openai", judge_model="m", judge_base_url="http://127.0.0.1:9/v1",
+                              judge_device=None, judge_timeout=2.5, judge_retries=1, judge_parse_retries=3,
+                              judge_cache=None, out=str(tmp_path))
+    judge = _judge(args)
+    try:
+        assert judge.llm.settings.timeout_s == 2.5 and judge.llm.settings.max_retries == 1
+        assert judge.max_retries == 3 and judge.base_url == "http://127.0.0.1:9/v1"
+    finally:
+        judge.llm.close()
+        judge.cache.close()

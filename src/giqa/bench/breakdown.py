@@ -32,18 +32,20 @@ def vqa_breakdown(items: Sequence[ScoredItem]) -> dict[str, Any]:
     constant answers.
     """
     vqa = [it for it in items if it.sample.vqa_kind is not None]
+    groups: dict[str, list[ScoredItem]] = {}
+    for it in vqa:
+        groups.setdefault(it.sample.vqa_kind.value, []).append(it)
     by_kind = {}
     for kind in KINDS:
-        group = [it for it in vqa if it.sample.vqa_kind.value == kind]
+        group = groups.get(kind)
         if not group:
             continue
         if kind == "yes_no":
             acc = _mean([float(bool(it.correct)) for it in group])
         else:
-            scored = [it.judge_score / 4.0 for it in group if it.judge_score is not None]
-            acc = _mean(scored)
+            acc = _mean([it.judge_score / 4.0 for it in group if it.judge_score is not None])
         by_kind[kind] = {"n": len(group), "acc": acc}
-    yn = [it for it in vqa if it.is_yes_no]
+    yn = groups.get("yes_no", [])
     gt_yes = [it for it in yn if it.gt_yes]
     gt_no = [it for it in yn if not it.gt_yes]
     answered = [it for it in yn if it.yes_no is not None]

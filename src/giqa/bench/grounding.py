@@ -147,11 +147,11 @@ def match_item(
     matched = iou[rows, cols]
     iou_sum = float(matched.sum())  # IoU-0 pairs add nothing: same as unmatched
     over = iou > IOU_THRESHOLD
-    n_over = int(over.sum())
+    n_over = int(np.count_nonzero(over))
     if not n_over:
         return ItemGrounding(iou_sum, len(refs), len(preds), 0, 0)
     # the mIoU matching holds every pair over the threshold (the usual case): none can be more
-    hits = int((matched > IOU_THRESHOLD).sum())
+    hits = sum(v > IOU_THRESHOLD for v in matched.tolist())
     if hits < n_over:
         hits = _max_matching(over)
     if similarity is None:

@@ -12,7 +12,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, Optional, Sequence, Union
 
 from giqa.bench.detect import detect_format, markup_formats
 from giqa.bench.grounding import Instance, ItemGrounding
@@ -28,17 +28,18 @@ __all__ = [
 FORMAT_CHOICES = ("auto", "giqa", "giqa-norm", "kosmos2", "qwen-vl", "shikra", "ferret", "florence2", "paligemma")
 
 
-@dataclass(frozen=True)
-class Prediction:
-    """One model output for one bench item (``line``: where it was read, if from a file)."""
+class Prediction(NamedTuple):
+    """One model output for one bench item (``line``: where it was read, if from a file).
+
+    A named tuple: files of 100,000 predictions are read into these."""
 
     id: str
     answer: str
     model: Optional[str] = None
-    line: Optional[int] = field(default=None, compare=False)
+    line: Optional[int] = None
 
 
-@dataclass
+@dataclass(slots=True)
 class ScoredItem:
     """One bench item while it is scored (text without coordinates, boxes as instances)."""
 
@@ -73,8 +74,8 @@ class ScoredItem:
             "format": self.fmt,
             "prediction": self.clean,
             "reference": self.reference,
-            "pred": [{"name": i.name, "box": list(i.box)} for i in self.pred],
-            "ref": [{"name": i.name, "box": list(i.box)} for i in self.ref],
+            "pred": [{"name": name, "box": list(box)} for name, box in self.pred],
+            "ref": [{"name": name, "box": list(box)} for name, box in self.ref],
             "issues": self.issues,
             "n_pred_boxes": g.n_pred, "n_ref_boxes": g.n_ref, "iou_sum": g.iou_sum, "tag_tp": g.tp, "box_hits": g.hits,
         }
@@ -211,6 +212,8 @@ class _Reader:
 
 
 def _instances(parsed: Any) -> list[Instance]:
+    if not parsed.spans:
+        return []
     return [Instance(s.phrase, (b.x1, b.y1, b.x2, b.y2)) for s in parsed.spans for b in s.boxes]
 
 

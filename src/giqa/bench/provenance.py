@@ -35,11 +35,8 @@ def file_sha256(path: Union[str, Path]) -> str:
 def data_sha256(lines: Sequence[str]) -> str:
     """SHA-256 of in-memory records, one line each (what a report hashes when it was given
     objects rather than files): ``id<TAB>...`` lines joined by newlines, UTF-8."""
-    h = hashlib.sha256()
-    for line in lines:
-        h.update(line.encode("utf-8", "surrogatepass"))
-        h.update(b"\n")
-    return h.hexdigest()
+    data = "".join(line + "\n" for line in lines)
+    return hashlib.sha256(data.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _source(obj: Any, lines) -> dict[str, Optional[str]]:

@@ -14,14 +14,15 @@ import io
 import json
 import math
 import os
+from collections import UserList
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 from giqa.bench.bootstrap import GROUNDING_EXTRA, METRICS
 
 __all__ = [
-    "BenchReport", "table5_markdown", "table5_csv", "radar_chart", "write_reports", "compare_reports",
+    "BenchReport", "LazyRows", "table5_markdown", "table5_csv", "radar_chart", "write_reports", "compare_reports",
     "unique_names", "COLUMNS", "EXTRA_COLUMNS",
 ]
 
@@ -47,6 +48,26 @@ EXTRA_COLUMNS = tuple(
 _ALL_KEYS = METRICS + GROUNDING_EXTRA
 
 
+class LazyRows(UserList):
+    """A list built by ``make()`` the first time it is read (per-sample rows of a big run
+    cost time that only writers and readers of them should pay)."""
+
+    def __init__(self, make: Callable[[], list]) -> None:  # no super().__init__: nothing built yet
+        self._make: Optional[Callable[[], list]] = make
+        self._rows: Optional[list] = None
+
+    @property
+    def data(self) -> list:  # type: ignore[override]
+        if self._rows is None:
+            self._rows = self._make() if self._make is not None else []
+            self._make = None
+        return self._rows
+
+    @data.setter
+    def data(self, value: list) -> None:
+        self._rows, self._make = value, None
+
+
 @dataclass
 class BenchReport:
     """The scores of one model on one bench.
@@ -66,7 +87,7 @@ class BenchReport:
     metrics: dict[str, Optional[float]]
     ci: dict[str, tuple[float, float]] = field(default_factory=dict)
     counts: dict[str, Any] = field(default_factory=dict)
-    per_sample: list[dict[str, Any]] = field(default_factory=list)
+    per_sample: Union[list[dict[str, Any]], LazyRows] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     breakdown: dict[str, Any] = field(default_factory=dict)
@@ -95,7 +116,7 @@ class BenchReport:
             "notes": self.notes,
         }
         if per_sample:
-            d["per_sample"] = self.per_sample
+            d["per_sample"] = list(self.per_sample)
         return d
 
     def to_json(self, *, per_sample: bool = False) -> str:

@@ -38,7 +38,7 @@ from giqa.bench.items import (
     warn_other_markup,
 )
 from giqa.bench.judge import Judge
-from giqa.bench.report import BenchReport
+from giqa.bench.report import BenchReport, LazyRows
 from giqa.bench.yesno import extract_yes_no
 from giqa.types import Sample, Task
 
@@ -162,7 +162,7 @@ def _score(predictions: Any, ground_truth: Any, opts: _Options) -> BenchReport:
     formats = format_counts(items)
     return BenchReport(
         name=opts.name or (next(iter(model_names)) if len(model_names) == 1 else "model"),
-        metrics=metrics, ci=ci, counts=_counts(items, by_id, gt, formats), per_sample=[it.row() for it in items],
+        metrics=metrics, ci=ci, counts=_counts(items, by_id, gt, formats), per_sample=LazyRows(lambda: [it.row() for it in items]),
         settings=_settings(opts, tok_name, formats), notes=notes, breakdown=vqa_breakdown(items),
         provenance=_provenance(predictions, preds, ground_truth, gt, opts, tok_name),
         components={k: components(a) for k, a in (("des", des_arr), ("vqa", vqa_arr)) if a is not None},
