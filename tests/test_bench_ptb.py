@@ -84,3 +84,26 @@ def test_adversarial_text_finishes(pattern):
     complexity classes."""
     text = _build(pattern, 100_000)
     assert len(ptb_tokenize(text)) <= len(text)
+
+
+# pieces that make trailing contexts and multi-chunk tokens cross white space
+_PIECES = ["I.", "d.", "U.S.", "etc.", "fig.", "No.", "Mr.", "e.g.", "co.", "pty.", "The", "About", "It", "3", "1/2",
+           "555", "1234", "(555)", ".", "..", ". .", "<b>", "<a", "b='x'>", "word", "word.", "'90", "1.jpg", ":)", "(",
+           "ltd", "A", "cannot", "sky,", "d.\u2009", "x.\u00a0", "\u00a0", "\u2009", "\u3000", "\u200b", "\n", "&",
+           '"', "'", "-", "--", "http://a.com", "foo@bar.com", "www.x.org"]
+_SEPS = [" ", " ", "  ", "\t", " \u00a0", "\u00a0 ", " \u2009 ", "\n", " \n ", ""]
+
+
+def test_the_chunk_cache_never_changes_the_tokens():
+    """lex() reuses the tokens of chunks between white space only where no rule can see past
+    the chunk's first following space; the uncached lexer over the whole text is the oracle."""
+    import random
+
+    from giqa.bench import _ptb_lexer as lexer
+
+    rng = random.Random(0)
+    for k in range(3000):
+        text = "".join(rng.choice(_PIECES) + rng.choice(_SEPS) for _ in range(rng.randint(1, 12)))
+        if k % 500 == 0:
+            lexer._caches.clear()
+        assert lexer.lex(text) == lexer._scan(text, 0, lexer._gate_marks(text)), text

@@ -271,7 +271,9 @@ def _gate_marks(text: str) -> tuple[int, int, int]:
 # A run of white space the lexer's SPACES rule takes whole (it is the only rule that starts
 # at " " or "\t"), so the lexer stands at a token boundary after each one.
 _BOUNDARY = re.compile("([ \t][ \t\u00a0\u2000-\u200a\u3000]*)")
-_NEWLINES = frozenset("\n\r\x0b\x0c\u2028\u2029\u0085")
+# a chunk ending in one of these may leave a trailing context open into the next chunk
+# (line breaks, and the spaces other than " " and "\t": SPACENLS runs on through them)
+_OPEN_END = frozenset("\n\r\x0b\x0c\u2028\u2029\u0085\u00a0\u3000" + "".join(map(chr, range(0x2000, 0x200B))))
 # a word and its period, maybe after an opening bracket or quote
 _WORD_PERIOD = re.compile("[(\\[\"\u201c\u2018]?([A-Za-z]{2,})\\.")
 _CACHE_LIMIT = 200_000  # entries
@@ -286,13 +288,14 @@ def _cache_class(chunk: str, abbreviation: re.Pattern) -> int:
     first character of the white space after it may be seen by a rule that starts in it.
 
     Rules that reach across white space: SGML tags (``<``); the trailing contexts after an
-    abbreviation's or acronym's period (``Fig. 3``, ``I. The``) or after a line break;
+    abbreviation's or acronym's period (``Fig. 3``, ``I. The``), after a line break or a
+    space other than " " and "\t" at the chunk's end (``d.\u2009 The``);
     ``. . .`` (a final period before a chunk that starts with one); fractions and phone
     numbers (a final digit, or ``(555)``, before a chunk that starts with a digit). A period
     is trusted only after a plain word that is no abbreviation (:data:`_WORD_PERIOD`).
     """
     last = chunk[-1]
-    if last in _NEWLINES or "<" in chunk:
+    if last in _OPEN_END or "<" in chunk:
         return 0
     if last == ".":
         m = _WORD_PERIOD.fullmatch(chunk)
