@@ -37,18 +37,25 @@ _PATTERNS: dict[str, re.Pattern] = {
     "shikra": re.compile(r"\[" + ",".join([_NUM] * 4) + r"[\];]"),
     "ferret": re.compile(r"\[" + ",".join([_INT] * 4) + r"\]"),
 }
-_GROUP = {name: name.replace("-", "_") for name in FORMATS}
-# all eight markups in one pass: the formats' markups never start at the same character
-_ANY = re.compile("|".join(f"(?P<{_GROUP[n]}>{_PATTERNS[n].pattern})" for n in FORMATS))
-_NAME = {g: n for n, g in _GROUP.items()}
-
-
 def markup_formats(text: str) -> list[str]:
     """The formats whose markup occurs in ``text``, in :data:`FORMATS` order."""
-    if "<" not in text and "[" not in text:
+    square, angle = "[" in text, "<" in text
+    if not square and not angle:
         return []
-    found = {_NAME[m.lastgroup] for m in _ANY.finditer(text)}
-    return [name for name in FORMATS if name in found]
+    # substrings each markup cannot do without: most texts fail these cheap tests
+    maybe = []
+    if square and "](" in text:
+        maybe += ("giqa", "giqa-norm")
+    if angle:
+        if "<object>" in text or "<phrase>" in text or "<grounding>" in text:
+            maybe.append("kosmos2")
+        if "<ref>" in text or "<box>" in text:
+            maybe.append("qwen-vl")
+        if "<loc" in text:
+            maybe += ("florence2", "paligemma")
+    if square:
+        maybe += ("shikra", "ferret")
+    return [name for name in maybe if _PATTERNS[name].search(text) is not None]
 
 
 def detect_format(text: str, parse: Optional[Callable[[str, str], int]] = None) -> Optional[str]:
