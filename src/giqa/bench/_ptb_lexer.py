@@ -7,11 +7,13 @@ consumed (JFlex's ``yypushback``). A character no rule matches is dropped, as th
 tokeniser drops "untokenizable" characters. Output: raw PTB tokens (not lower-cased), with
 ``None`` where the input had a line break (``-preserveLines``).
 
-Speed: a run of ASCII letters followed by white space or the end is a plain word whatever
-the rules say (no rule that could beat ``WORD`` there makes other tokens, except the
-``cannot``/``gonna`` family), so it skips the rule loop; so do runs of spaces. Each regex
-sees at most :data:`WINDOW` characters, which keeps adversarial input linear (a token longer
-than that is cut; no model writes one).
+Speed: the lexer stands at a token boundary after every run of spaces, so the tokens of a
+chunk of text between two runs come from a cache when no rule starting in the chunk can see
+past the first following space (:func:`_cache_class`; a test checks the cache against the
+plain lexer); a run of ASCII letters that no other rule can extend (:func:`_plain_word`)
+skips the rule loop; each rule is tried only at characters it can start with. Each regex sees
+at most :data:`WINDOW` characters, which keeps adversarial input linear (a token longer than
+that is cut; no model writes one).
 """
 
 from __future__ import annotations
@@ -124,7 +126,7 @@ def _first_class(pattern: str) -> Optional[re.Pattern]:
     """A one-character regex for the characters a match of ``pattern`` can start with
     (None: any). Read from the parse tree of Python's own regex compiler."""
     try:
-        from re import _parser as sre_parse  # Python >= 3.11
+        from re import _parser as sre_parse  # type: ignore[attr-defined]  # Python >= 3.11
     except ImportError:  # pragma: no cover - Python 3.10
         import sre_parse  # type: ignore[no-redef]
     try:
@@ -226,8 +228,6 @@ def _lexer() -> _Lexer:
 
 
 _ASCII_RUN = re.compile(r"[A-Za-z]+")
-# ASCII words each followed by white space: plain words all (see _plain_word), in one match
-_WORDS_SPAN = re.compile("(?:[A-Za-z]+[ \t][ \t\u00a0\u2000-\u200a\u3000]*)+")
 # SPACES, the only rule that starts at " " or "\t"; other spaces can start a LIKELYURL
 _SPACE_RUN = re.compile("[ \t][ \t\u00a0\u2000-\u200a\u3000]*")
 _SPLIT3 = frozenset(["cannot", "gonna", "gotta", "lemme", "gimme", "wanna"])
@@ -398,7 +398,7 @@ def _step(text: str, p: int, marks: tuple[int, int, int]) -> tuple[list[Optional
         size = m.end() - p + (len(m.group(1)) if cand.has_context else 0)
         if size > best_len:
             best, best_len, best_m = cand, size, m
-    if best is None:  # untokenizable: dropped, as the Java tool does by default
+    if best is None or best_m is None:  # untokenizable: dropped, as the Java tool does by default
         return [], p + 1
     toks, used = best.action(best_m.group())
     return toks, p + used

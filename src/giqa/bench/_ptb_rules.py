@@ -6,9 +6,15 @@ either case; ``[:letter:]``, ``[:digit:]``, ``[:uppercase:]``: the jar's own tab
 :mod:`giqa.bench._ptb_chars`). :data:`RULES` lists the lexer rules in the file's order, each
 with its trailing context and the action's name; :mod:`giqa.bench._ptb_lexer` runs them with
 JFlex's longest-match semantics. Python's ``re`` takes the first alternative that matches
-rather than the longest, so the few macros where that differs are written with the longer
-alternative first (marked ``# longest first``), and rules whose pattern is one alternation
-are split into one candidate per alternative.
+rather than the longest, so where that differs the macros are rewritten, same language, with
+the longer alternative first: ``NEWLINE`` (``\r?\n`` first), ``SENTEND`` (``SGML`` first),
+``NUM`` (the separated form first), ``FILENAME_EXT`` (longest extensions first), ``THINGA``
+(``&amp;`` first), ``ACRO`` and ``ABBREV4`` (the ``U.S.-U.K.`` forms first), ``SGML`` (an
+attribute with a value first), ``HTHING`` (``ACRO2``'s ``U.S.``-forms dropped: its other
+alternatives read the same strings); ``LIKELYURL`` is split into host-with-path and host
+alone, and rules whose pattern is one alternation (``split=True``) become one candidate per
+alternative. ``ACRONYM_NEXT`` names the trailing context of the acronym rule, inline in the
+.flex file; ``FRACSTB3`` (strict Treebank 3 mode, not the default) is left out.
 """
 
 from __future__ import annotations
@@ -142,10 +148,10 @@ def _read_class(src: str, i: int) -> tuple[str, int]:
         out.append("^")
         j += 1
     while src[j] != "]":
-        name = next((k for k in _PREDEFINED if src.startswith(k, j)), None)
-        if name is not None:  # a predefined class such as [:letter:] inside a class
-            out.append(_PREDEFINED[name])
-            j += len(name)
+        predefined = next((k for k in _PREDEFINED if src.startswith(k, j)), None)
+        if predefined is not None:  # a predefined class such as [:letter:] inside a class
+            out.append(_PREDEFINED[predefined])
+            j += len(predefined)
             continue
         if src[j] == "\\":
             ch, j = _read_escape(src, j)

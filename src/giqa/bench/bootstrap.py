@@ -262,7 +262,7 @@ def paired_bootstrap(
         d = d[~np.isnan(d)]
         if not len(d):
             continue
-        lo, hi = _percentiles(d, level)
+        lo, hi = _percentiles(d, level) or (float("nan"), float("nan"))
         p = min(1.0, 2 * min(float(np.mean(d <= 0)), float(np.mean(d >= 0))))
         out[k] = {"diff": d0, "low": lo, "high": hi, "p": p}
     return out

@@ -34,7 +34,9 @@ def vqa_breakdown(items: Sequence[ScoredItem]) -> dict[str, Any]:
     vqa = [it for it in items if it.sample.vqa_kind is not None]
     groups: dict[str, list[ScoredItem]] = {}
     for it in vqa:
-        groups.setdefault(it.sample.vqa_kind.value, []).append(it)
+        vk = it.sample.vqa_kind
+        if vk is not None:
+            groups.setdefault(vk.value, []).append(it)
     by_kind = {}
     for kind in KINDS:
         group = groups.get(kind)

@@ -43,7 +43,7 @@ def markup_formats(text: str) -> list[str]:
     if not square and not angle:
         return []
     # substrings each markup cannot do without: most texts fail these cheap tests
-    maybe = []
+    maybe: list[str] = []
     if square and "](" in text:
         maybe += ("giqa", "giqa-norm")
     if angle:

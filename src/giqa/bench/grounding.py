@@ -141,8 +141,8 @@ def match_item(
         # the general path below, worked out for one pair (the commonest item)
         v = float(iou[0, 0])
         hit = v > IOU_THRESHOLD
-        tp = hit and name_key(preds[0].name) == name_key(refs[0].name)
-        return ItemGrounding(v, 1, 1, int(tp), int(hit))
+        same = hit and name_key(preds[0].name) == name_key(refs[0].name)
+        return ItemGrounding(v, 1, 1, int(same), int(hit))
     rows, cols = _assign(iou)
     matched = iou[rows, cols]
     iou_sum = float(matched.sum())  # IoU-0 pairs add nothing: same as unmatched

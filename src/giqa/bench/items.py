@@ -106,7 +106,8 @@ def _jsonl(path: Union[str, Path]) -> Iterable[tuple[int, dict[str, Any]]]:
 
 def read_bench(path: Union[str, Path]) -> list[Sample]:
     """A bench file: JSONL, one :class:`giqa.types.Sample` per line (ids must be unique)."""
-    out, seen = [], {}
+    out: list[Sample] = []
+    seen: dict[str, int] = {}
     for lineno, rec in _jsonl(path):
         try:
             s = Sample.model_validate(rec)

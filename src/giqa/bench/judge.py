@@ -293,7 +293,7 @@ class Judge:
         for i, key in enumerate(keys):
             raw = self.cache.get(key)
             score = parse(raw) if raw is not None else None
-            if score is not None:
+            if raw is not None and score is not None:
                 results[i] = JudgeResult(score, raw, 0, True)
             else:
                 pending.append(i)

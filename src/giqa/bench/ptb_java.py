@@ -63,12 +63,14 @@ class JavaPtbTokenizer:
 
     def __init__(self, jar: Union[str, Path, None] = None, java: Optional[str] = None,
                  timeout: Optional[float] = None) -> None:
-        self.jar = Path(jar) if jar is not None else find_jar()
-        if self.jar is None or not self.jar.is_file():
+        found = Path(jar) if jar is not None else find_jar()
+        if found is None or not found.is_file():
             raise BackendError(f"{JAR_NAME} not found: pip install pycocoevalcap, or set GIQA_PTB_JAR")
-        self.java = java or shutil.which("java")
-        if self.java is None:
+        exe = java or shutil.which("java")
+        if exe is None:
             raise BackendError("java is not on PATH")
+        self.jar: Path = found
+        self.java: str = exe
         self.timeout = timeout
         self.jvm_runs = 0  # JVMs started by this object
 

@@ -330,8 +330,7 @@ def radar_chart(reports: Sequence[BenchReport], path: Union[str, Path], *, title
     try:
         ax = fig.add_subplot(111, polar=True)
         for r in reports:
-            vals = np.array([np.nan if r.value(k) is None else r.value(k) * (1 if k in ("bleu4", "llm_score") else 100)
-                             for k in keys])
+            vals = np.array([_radar_value(r.value(k), k) for k in keys])
             (line,) = ax.plot(np.append(angles, angles[0]), np.append(vals, vals[0]), marker="o", linewidth=1.5,
                               label=r.name + (" (paper)" if r.reference else ""))
             if not np.isnan(vals).any():
@@ -354,6 +353,13 @@ def radar_chart(reports: Sequence[BenchReport], path: Union[str, Path], *, title
     finally:
         plt.close(fig)
     return path
+
+
+def _radar_value(v: Optional[float], key: str) -> float:
+    """A metric on the radar's 0-100 scale (nan: N/A)."""
+    if v is None:
+        return float("nan")
+    return v if key in ("bleu4", "llm_score") else v * 100
 
 
 def _atomic_write(path: Path, text: str) -> None:

@@ -274,7 +274,7 @@ def _metrics(des_arr: Optional[DesArrays], vqa_arr: Optional[VqaArrays], des, op
             metrics.update({k: _scalar(v) for k, v in metrics_from_sums(c, c.values.sum(axis=0)[None, :]).items()})
     if des and opts.bleu_flavour != "coco":
         metrics["bleu4"] = corpus_bleu([it.clean for it in des], [it.reference for it in des],
-                                       flavour=opts.bleu_flavour).score * 100.0
+                                       flavour="sacrebleu-13a").score * 100.0
     return metrics
 
 

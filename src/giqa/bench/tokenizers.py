@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Sequence, Union
+from typing import Any, Sequence, Union
 
 from giqa.bench.ptb import PORT_NAME, ptb_tokenize_batch
 from giqa.errors import BackendError
@@ -31,7 +31,7 @@ class PortTokenizer:
         return [ptb_tokenize_batch(list(b)) for b in batches]
 
 
-def get_tokenizer(kind: Union[str, object] = "auto") -> object:
+def get_tokenizer(kind: Union[str, Any] = "auto") -> Any:
     """The tokeniser for ``kind`` (``auto``, ``java``, ``python``), or ``kind`` itself when it
     is already a tokeniser (anything with ``name`` and ``tokenize_batches``).
 
@@ -53,7 +53,7 @@ def get_tokenizer(kind: Union[str, object] = "auto") -> object:
 
 
 def tokenize_batches(
-    batches: Sequence[Sequence[str]], kind: Union[str, object] = "auto"
+    batches: Sequence[Sequence[str]], kind: Union[str, Any] = "auto"
 ) -> tuple[list[list[list[str]]], str, list[str]]:
     """``(tokens per text per batch, name of the tokeniser that ran, notes)``.
 
@@ -71,7 +71,7 @@ def tokenize_batches(
         return port.tokenize_batches(batches), port.name, [f"Java PTB tokenizer failed ({exc}); used the Python port"]
 
 
-def submit_tokenize(batches: Sequence[Sequence[str]], kind: Union[str, object] = "auto") -> "Future":
+def submit_tokenize(batches: Sequence[Sequence[str]], kind: Union[str, Any] = "auto") -> "Future":
     """:func:`tokenize_batches` started now; ``.result()`` when the tokens are needed.
 
     The Java tokeniser runs in its own process, so the caller's Python work overlaps it; the
