@@ -201,29 +201,46 @@ def bootstrap_cis(
     seed: int = 0,
     level: float = 0.95,
 ) -> dict[str, tuple[float, float]]:
-    """Percentile intervals ``{metric: (low, high)}`` from ``n_boot`` resamples of items
-    (``numpy.random.default_rng(seed)``). A metric that is N/A or undefined on the bench
+    """Percentile intervals ``{metric: (low, high)}`` from ``n_boot`` resamples of items.
+
+    DES and VQA items are resampled by two generators spawned from ``seed``
+    (``numpy.random.SeedSequence(seed).spawn(2)``), so the two tasks can run at once (big
+    benches: two threads; NumPy's drawing, counting and matrix products release the GIL)
+    and give the same intervals either way. A metric that is N/A or undefined on the bench
     itself gets no interval, even where some resamples happen to define it."""
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
     if n_boot <= 0:
         return {}
-    rng = np.random.default_rng(seed)
-    out: dict[str, tuple[float, float]] = {}
-    for arrays in (des, vqa):
-        if arrays is None or len(arrays.iou) == 0:
-            continue
-        c = components(arrays)
-        point = metrics_from_sums(c, c.values.sum(axis=0)[None, :])
-        parts: dict[str, list[np.ndarray]] = {}
-        for w in _resample_weights(rng, len(c.values), n_boot):
-            for k, v in metrics_from_sums(c, w @ c.values).items():
-                parts.setdefault(k, []).append(v)
-        for k, vs in parts.items():
-            if not np.isnan(point[k][0]):
-                got = _percentiles(np.concatenate(vs), level)
-                if got is not None:
-                    out[k] = got
+    jobs = [(a, np.random.default_rng(s)) for a, s in zip((des, vqa), np.random.SeedSequence(seed).spawn(2))
+            if a is not None and len(a.iou)]
+    if len(jobs) == 2 and sum(len(a.iou) for a, _ in jobs) >= _THREADED_ITEMS:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="giqa-bootstrap") as pool:
+            parts = list(pool.map(lambda job: _task_cis(job[0], job[1], n_boot, level), jobs))
+    else:
+        parts = [_task_cis(a, rng, n_boot, level) for a, rng in jobs]
+    return {k: v for part in parts for k, v in part.items()}
+
+
+_THREADED_ITEMS = 20_000  # below this, a thread costs more than it saves
+
+
+def _task_cis(arrays: Arrays, rng: np.random.Generator, n_boot: int, level: float) -> dict[str, tuple[float, float]]:
+    """:func:`bootstrap_cis` of one task's items."""
+    c = components(arrays)
+    point = metrics_from_sums(c, c.values.sum(axis=0)[None, :])
+    parts: dict[str, list[np.ndarray]] = {}
+    for w in _resample_weights(rng, len(c.values), n_boot):
+        for k, v in metrics_from_sums(c, w @ c.values).items():
+            parts.setdefault(k, []).append(v)
+    out = {}
+    for k, vs in parts.items():
+        if not np.isnan(point[k][0]):
+            got = _percentiles(np.concatenate(vs), level)
+            if got is not None:
+                out[k] = got
     return out
 
 

@@ -149,7 +149,7 @@ def _score(predictions: Any, ground_truth: Any, opts: _Options) -> BenchReport:
     _read_yes_no(vqa)
     if opts.judge is not None:
         _judge(opts.judge, des, vqa, opts.yes_no_fallback)
-    stats, tok_name = _bleu_stats(des, pending, opts, notes)
+    stats, tok_name = _bleu_stats(pending, notes)
     des_arr = _des_arrays(des, stats) if des else None
     vqa_arr = _vqa_arrays(vqa, opts.judge is not None) if vqa else None
     metrics = _metrics(des_arr, vqa_arr, des, opts)
@@ -180,20 +180,35 @@ def _check_unique_bench(gt: Sequence[Sample]) -> None:
 
 
 def _start_tokenizing(des: Sequence[ScoredItem], opts: _Options) -> Optional[Future]:
-    """References and predictions as two batches (pycocoevalcap's gts and res), started now."""
+    """COCO BLEU statistics of the DES items, started now in a worker thread: references and
+    predictions tokenised as two batches (pycocoevalcap's gts and res), then counted. The
+    Java tokeniser runs in its own process and NumPy's sorts release the GIL, so most of it
+    overlaps the grounding and Yes/No work of the main thread."""
     if not des or opts.bleu_flavour != "coco":
         return None
-    from giqa.bench.tokenizers import submit_tokenize
+    from concurrent.futures import ThreadPoolExecutor
 
-    return submit_tokenize([[it.reference for it in des], [it.clean for it in des]], opts.tokenizer)
+    from giqa.bench.tokenizers import tokenize_batches
+
+    batches = [[it.reference for it in des], [it.clean for it in des]]
+
+    def run() -> tuple[np.ndarray, str, list[str]]:
+        (refs, hyps), name, notes = tokenize_batches(batches, opts.tokenizer)
+        return bleu_stats(hyps, [[r] for r in refs]), name, notes
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="giqa-bleu")
+    try:
+        return pool.submit(run)
+    finally:
+        pool.shutdown(wait=False)
 
 
-def _bleu_stats(des, pending: Optional[Future], opts: _Options, notes: list[str]) -> tuple[np.ndarray, Optional[str]]:
+def _bleu_stats(pending: Optional[Future], notes: list[str]) -> tuple[np.ndarray, Optional[str]]:
     if pending is None:
         return np.zeros((0, 10)), None
-    (refs, hyps), name, tok_notes = pending.result()
+    stats, name, tok_notes = pending.result()
     notes.extend(tok_notes)
-    return bleu_stats(hyps, [[r] for r in refs]), name
+    return stats, name
 
 
 def _ground(items: Sequence[ScoredItem], embedder: Any) -> None:
