@@ -207,3 +207,33 @@ def test_box_precision_recall_f1():
     p, r, f1, per = box_precision_recall([spam])
     assert p == pytest.approx(0.2) and r == 1.0 and f1 == pytest.approx(2 * 0.2 / 1.2) and per == 10.0
     assert box_precision_recall([match_item([], refs)]) == (None, None, None, 0.0)
+
+
+def test_vectorised_small_items_equal_the_assignment_solver():
+    """match_items matches items of up to 3 x 3 instances all at once (permutations of the
+    padded matrices); match_item solves each with the Hungarian algorithm: same results."""
+    from giqa.bench.grounding import batch_iou, match_items
+
+    rng = np.random.default_rng(5)
+    names = ["a", "b", "The A", "c."]
+
+    def inst():
+        x1, y1 = rng.uniform(0, 0.7, 2)
+        return I(str(rng.choice(names)), x1, y1, x1 + rng.uniform(0.05, 0.4), y1 + rng.uniform(0.05, 0.4))
+
+    def near(b):
+        x1, y1, x2, y2 = np.clip(np.array(b.box) + rng.uniform(-0.05, 0.05, 4), 0, 1)
+        return I(str(rng.choice(names)), min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2))
+
+    items = []
+    for _ in range(3000):
+        refs = [inst() for _ in range(int(rng.integers(0, 5)))]
+        preds = [near(refs[int(rng.integers(len(refs)))]) if refs and rng.random() < 0.8 else inst()
+                 for _ in range(int(rng.integers(0, 5)))]
+        items.append((preds, refs))
+    fast = match_items(items)
+    for (preds, refs), iou, g in zip(items, batch_iou(items), fast):
+        ref = match_item(preds, refs, iou=iou) if iou is not None else match_item(preds, refs)
+        assert (g.n_pred, g.n_ref, g.tp, g.hits) == (ref.n_pred, ref.n_ref, ref.tp, ref.hits)
+        assert g.iou_sum == pytest.approx(ref.iou_sum, abs=1e-12)
+    assert sum(g.tp for g in fast) > 500 and sum(g.hits for g in fast) > sum(g.tp for g in fast)

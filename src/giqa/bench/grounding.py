@@ -35,6 +35,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import permutations
 from typing import Callable, NamedTuple, Optional, Sequence
 
 import numpy as np
@@ -201,16 +202,56 @@ def match_items(
     """:func:`match_item` over many ``(preds, refs)`` items, IoUs computed in one batch.
 
     ``similarity(preds, refs)`` gives an item's name-similarity matrix (exact names if ``None``).
+    With exact names, the items with at most three predicted and three reference instances
+    (nearly all of a bench) are matched all at once by :func:`_match_small`.
     """
     ious = batch_iou(items)
-    out = []
-    for (preds, refs), iou in zip(items, ious):
+    out: list[Optional[ItemGrounding]] = [None] * len(items)
+    if similarity is None:
+        small = [k for k, (p, r) in enumerate(items) if 0 < len(p) <= _SMALL and 0 < len(r) <= _SMALL]
+        for k, g in zip(small, _match_small([items[k] for k in small], [ious[k] for k in small])):
+            out[k] = g
+    for k, ((preds, refs), iou) in enumerate(zip(items, ious)):
+        if out[k] is not None:
+            continue
         if iou is None:
-            out.append(ItemGrounding(0.0, len(refs), len(preds), 0, 0))
+            out[k] = ItemGrounding(0.0, len(refs), len(preds), 0, 0)
             continue
         sim = similarity(preds, refs) if similarity is not None and (iou > IOU_THRESHOLD).any() else None
-        out.append(match_item(preds, refs, sim, iou=iou))
-    return out
+        out[k] = match_item(preds, refs, sim, iou=iou)
+    return out  # type: ignore[return-value]
+
+
+_SMALL = 3
+_PERMS = np.array(list(permutations(range(_SMALL))))  # (6, 3): every one-to-one map of 3 rows
+
+
+def _match_small(items: Sequence[tuple[Sequence[Instance], Sequence[Instance]]],
+                 ious: Sequence[Optional[np.ndarray]]) -> list[ItemGrounding]:
+    """:func:`match_item` (exact names) of items with 1..3 predicted and reference instances,
+    vectorised: each item's IoU matrix is padded with zeros to 3 x 3, and every one-to-one
+    matching of a P x R matrix is a permutation of the padded one (pairs with a padding cell
+    count nothing), so the three optima (total IoU, pairs over 0.5, pairs over 0.5 with equal
+    names) are maxima over the six permutations. Same values as the assignment solver."""
+    m = len(items)
+    if not m:
+        return []
+    iou = np.zeros((m, _SMALL, _SMALL))
+    same = np.zeros((m, _SMALL, _SMALL), dtype=bool)
+    ids: dict[str, int] = {}
+    for k, ((preds, refs), mat) in enumerate(zip(items, ious)):
+        iou[k, : len(preds), : len(refs)] = mat
+        p_ids = [ids.setdefault(name_key(i.name), len(ids)) for i in preds]
+        r_ids = [ids.setdefault(name_key(i.name), len(ids)) for i in refs]
+        same[k, : len(preds), : len(refs)] = np.equal.outer(p_ids, r_ids)
+    rows = np.arange(_SMALL)[None, :]
+    paired = iou[:, rows, _PERMS]  # (m, 6, 3): the pairs of each permutation
+    over = paired > IOU_THRESHOLD
+    iou_sum = paired.sum(axis=2).max(axis=1)
+    hits = over.sum(axis=2).max(axis=1)
+    tp = (over & same[:, rows, _PERMS]).sum(axis=2).max(axis=1)
+    return [ItemGrounding(float(s), len(r), len(p), int(t), int(h))
+            for (p, r), s, t, h in zip(items, iou_sum.tolist(), tp.tolist(), hits.tolist())]
 
 
 def box_precision_recall(items: Sequence[ItemGrounding]) -> tuple[Optional[float], Optional[float], Optional[float], float]:
