@@ -253,8 +253,8 @@ def paired_bootstrap(
 
     Each resample draws the same items for both models. Per metric defined for both:
     ``diff`` (a - b on the bench), ``low``/``high`` (percentile interval of the difference)
-    and ``p`` (two-sided: twice the smaller share of resampled differences on either side
-    of 0, at most 1).
+    and ``p`` (two-sided: twice the smaller number of resampled differences on either side
+    of 0, plus one, over the resamples plus one; at most 1, never 0).
     """
     ca = a if isinstance(a, Components) else components(a)
     cb = b if isinstance(b, Components) else components(b)
@@ -280,6 +280,7 @@ def paired_bootstrap(
         if not len(d):
             continue
         lo, hi = _percentiles(d, level) or (float("nan"), float("nan"))
-        p = min(1.0, 2 * min(float(np.mean(d <= 0)), float(np.mean(d >= 0))))
+        # two-sided, counting the bench itself as one more draw so that p is never 0
+        p = min(1.0, 2 * (min(int(np.sum(d <= 0)), int(np.sum(d >= 0))) + 1) / (len(d) + 1))
         out[k] = {"diff": d0, "low": lo, "high": hi, "p": p}
     return out
