@@ -107,3 +107,15 @@ def test_the_chunk_cache_never_changes_the_tokens():
         if k % 500 == 0:
             lexer._caches.clear()
         assert lexer.lex(text) == lexer._scan(text, 0, lexer._gate_marks(text)), text
+
+
+@needs_java
+def test_jvm_options_change_nothing_in_the_output():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent / "ptb"))
+    from corpus import make_corpus
+
+    texts = [t for _, t in make_corpus(100, seed=9)]
+    assert JavaPtbTokenizer().tokenize_batch(texts) == JavaPtbTokenizer(jvm_options=()).tokenize_batch(texts)

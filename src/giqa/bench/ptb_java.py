@@ -24,6 +24,10 @@ __all__ = ["JavaPtbTokenizer", "find_jar", "java_available"]
 
 JAR_NAME = "stanford-corenlp-3.4.1.jar"
 _MAIN = "edu.stanford.nlp.process.PTBTokenizer"
+#: JVM options: a run lasts seconds, so the quick compiler alone and the serial collector
+#: cost ~25% less CPU than the defaults (which start optimising compiler and GC threads on
+#: the other core); they change nothing in the output.
+JVM_OPTIONS = ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")
 
 
 def find_jar() -> Optional[Path]:
@@ -57,12 +61,13 @@ class JavaPtbTokenizer:
     jar : path to ``stanford-corenlp-3.4.1.jar`` (default: :func:`find_jar`).
     java : the ``java`` executable (default: the one on PATH).
     timeout : seconds one batch may take (default: no limit).
+    jvm_options : options before ``-cp`` (default: :data:`JVM_OPTIONS`).
     """
 
     name = "stanford-corenlp-3.4.1 PTBTokenizer (java)"
 
     def __init__(self, jar: Union[str, Path, None] = None, java: Optional[str] = None,
-                 timeout: Optional[float] = None) -> None:
+                 timeout: Optional[float] = None, jvm_options: Sequence[str] = JVM_OPTIONS) -> None:
         found = Path(jar) if jar is not None else find_jar()
         if found is None or not found.is_file():
             raise BackendError(f"{JAR_NAME} not found: pip install pycocoevalcap, or set GIQA_PTB_JAR")
@@ -71,6 +76,7 @@ class JavaPtbTokenizer:
             raise BackendError("java is not on PATH")
         self.jar: Path = found
         self.java: str = exe
+        self.jvm_options = list(jvm_options)
         self.timeout = timeout
         self.jvm_runs = 0  # JVMs started by this object
 
@@ -106,7 +112,7 @@ class JavaPtbTokenizer:
         return self.raw_batches([lines])[0]
 
     def _run(self, args: list[str], cwd: str) -> None:
-        cmd = [self.java, "-cp", str(self.jar.resolve()), _MAIN, "-preserveLines", "-lowerCase", *args]
+        cmd = [self.java, *self.jvm_options, "-cp", str(self.jar.resolve()), _MAIN, "-preserveLines", "-lowerCase", *args]
         self.jvm_runs += 1
         try:
             proc = subprocess.run(cmd, cwd=cwd, capture_output=True, timeout=self.timeout, check=False)
