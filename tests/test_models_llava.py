@@ -62,7 +62,10 @@ def test_filter_p_yes_is_the_yes_no_softmax_of_the_logits(qfilter, tiny_llava_di
     for crop, q, got in zip(crops, QUESTIONS, p):
         conv = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": q + qfilter.settings.prompt_suffix}]}]
         prompt = proc.apply_chat_template(conv, add_generation_prompt=True)
-        inputs = proc(images=[crop], text=[prompt], return_tensors="pt")
+        side = max(crop.size)  # LLaVA-1.5's expand2square with the processor's mean colour, by hand
+        square = Image.new("RGB", (side, side), tuple(int(m * 255) for m in proc.image_processor.image_mean))
+        square.paste(crop, ((side - crop.width) // 2, (side - crop.height) // 2))
+        inputs = proc(images=[square], text=[prompt], return_tensors="pt")
         with torch.no_grad():
             logits = model(**inputs).logits[0, -1]
         expected = torch.softmax(torch.stack([logits[yes], logits[no]]), dim=0)[0].item()

@@ -253,10 +253,15 @@ def _training_arguments(cfg: TrainConfig, bf16: bool) -> Any:
         kw[_first(accepted, "eval_strategy", "evaluation_strategy")] = "steps"
         kw["eval_steps"] = cfg.eval_steps or cfg.save_steps
         kw["prediction_loss_only"] = True
+    if not _cuda() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # several CPU processes (torchrun without GPUs): accelerate sets up gloo only when told "cpu"
+        kw[_first(accepted, "use_cpu", "no_cuda")] = True
     optional = {"tf32": cfg.tf32, "deepspeed": cfg.deepspeed, "fsdp": cfg.fsdp, "fsdp_config": cfg.fsdp_config}
     kw.update({k: v for k, v in optional.items() if v is not None})
     args = transformers.TrainingArguments(**kw)
-    # The Trainer's own world size (torchrun / accelerate / deepspeed launchers), known only now.
+    # The Trainer's own world size (torchrun / accelerate / deepspeed launchers), known once the
+    # arguments have set up the devices (reading ``device`` does; ``world_size`` alone may not).
+    _ = getattr(args, "device", None)
     args.gradient_accumulation_steps = cfg.gradient_accumulation_steps(args.world_size)
     return args
 
