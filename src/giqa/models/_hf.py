@@ -298,7 +298,9 @@ class ImageTextBackend(HFBackend):
         prompts = [self.prompt(t) for t in texts]
         images = prepare_images(images, self.processor.image_processor, self.settings.image_aspect)
         enc = self.processor(images=images, text=prompts, return_tensors="pt", padding=True)
-        inputs = {k: (v.to(self.device) if hasattr(v, "to") else v) for k, v in enc.items()}
+        # some tokenizers (transformers 4.x fast tokenizers by default) add token_type_ids, which
+        # LLaVA-style models refuse in generate()
+        inputs = {k: (v.to(self.device) if hasattr(v, "to") else v) for k, v in enc.items() if k != "token_type_ids"}
         if "pixel_values" in inputs and inputs["pixel_values"].is_floating_point():
             inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
         return inputs

@@ -176,7 +176,12 @@ def _reference_tokenizer(name: str, *, extra: tuple[str, ...] = (), image_token:
     adds_bos = bool(cfg.get("add_bos_token", bos is not None and name == reference.LLAMA_3_INSTRUCT)) and bos is not None
     raw = _byte_bpe(_special_tokens(cfg, extra), bos=bos if adds_bos else None)
     named = {k: cfg[k] for k in ("bos_token", "eos_token", "pad_token", "unk_token") if isinstance(cfg.get(k), str)}
-    kwargs: dict[str, Any] = {"tokenizer_object": raw, "model_max_length": 512, **named}
+    kwargs: dict[str, Any] = {
+        "tokenizer_object": raw,
+        "model_max_length": 512,
+        "model_input_names": ["input_ids", "attention_mask"],  # as Llama/Qwen tokenizers: no token_type_ids
+        **named,
+    }
     if image_token is not None:
         kwargs["extra_special_tokens"] = {"image_token": image_token}
     tokenizer = transformers.PreTrainedTokenizerFast(**kwargs)
@@ -367,6 +372,18 @@ def _bert_vocab() -> dict[str, int]:
     return vocab
 
 
+def _bert_tokenizer(transformers: Any, scratch: Path, **kwargs: Any) -> Any:
+    """``BertTokenizer`` over :func:`_bert_vocab`: v5 takes the vocabulary itself, v4 a vocab file."""
+    import inspect
+
+    if "vocab" in inspect.signature(transformers.BertTokenizer.__init__).parameters:
+        return transformers.BertTokenizer(vocab=_bert_vocab(), **kwargs)
+    vocab = _bert_vocab()
+    path = scratch / "vocab.txt"
+    path.write_text("".join(tok + "\n" for tok, _ in sorted(vocab.items(), key=lambda kv: kv[1])), encoding="utf-8")
+    return transformers.BertTokenizer(vocab_file=str(path), **kwargs)
+
+
 def build_tiny_grounding_dino(out_dir: PathLike, *, force: bool = False) -> Path:
     """``GroundingDinoForObjectDetection`` (tiny Swin + tiny BERT) + ``GroundingDinoProcessor``.
 
@@ -385,7 +402,7 @@ def _write_grounding_dino(out: Path) -> dict[str, Any]:
     from giqa.models import reference
 
     tok_cfg = reference.load(reference.GROUNDING_DINO, "tokenizer_config.json")
-    tokenizer = transformers.BertTokenizer(vocab=_bert_vocab(), do_lower_case=tok_cfg["do_lower_case"], model_max_length=256)
+    tokenizer = _bert_tokenizer(transformers, out, do_lower_case=tok_cfg["do_lower_case"], model_max_length=256)
     # The checkpoint's DETR-style settings (ImageNet mean/std, padding), sizes scaled from 800/1333.
     image_processor = _image_processor(
         transformers, reference.GROUNDING_DINO, size={"shortest_edge": 64, "longest_edge": 96}
@@ -449,7 +466,11 @@ def _write_sentence_embedder(out: Path) -> dict[str, Any]:
         from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
     except ImportError:  # 3.x - 5.x
         from sentence_transformers.models import Normalize, Pooling, Transformer
-    tokenizer = transformers.BertTokenizer(vocab=_bert_vocab(), do_lower_case=True, model_max_length=128)
+    scratch = Path(tempfile.mkdtemp(prefix="giqa-tiny-vocab-"))
+    try:
+        tokenizer = _bert_tokenizer(transformers, scratch, do_lower_case=True, model_max_length=128)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     config = transformers.BertConfig(
         vocab_size=len(tokenizer),
         hidden_size=32,
