@@ -17,7 +17,7 @@ from typing import Any, Optional, TypeVar
 from pydantic import BaseModel
 
 from giqa.errors import BackendError, GiqaError, require
-from giqa.models.image_geometry import prepare_images
+from giqa.models.image_geometry import prepare_images, processor_image_kwargs
 from giqa.models.settings import BackendSettings, HFSettings, ImageTextSettings
 
 __all__ = [
@@ -296,8 +296,11 @@ class ImageTextBackend(HFBackend):
     def encode(self, images: list[Any], texts: list[str]) -> dict[str, Any]:
         """Processor inputs on the model's device; left padding, ``position_ids`` from the mask."""
         prompts = [self.prompt(t) for t in texts]
-        images = prepare_images(images, self.processor.image_processor, self.settings.image_aspect)
-        enc = self.processor(images=images, text=prompts, return_tensors="pt", padding=True)
+        image_processor = self.processor.image_processor
+        images = prepare_images(images, image_processor, self.settings.image_aspect)
+        enc = self.processor(
+            images=images, text=prompts, return_tensors="pt", padding=True, **processor_image_kwargs(image_processor)
+        )
         # some tokenizers (transformers 4.x fast tokenizers by default) add token_type_ids, which
         # LLaVA-style models refuse in generate()
         inputs = {k: (v.to(self.device) if hasattr(v, "to") else v) for k, v in enc.items() if k != "token_type_ids"}

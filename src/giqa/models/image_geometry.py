@@ -25,7 +25,15 @@ from __future__ import annotations
 
 from typing import Any, Literal, Sequence, get_args
 
-__all__ = ["ImageAspect", "IMAGE_ASPECTS", "DEFAULT_IMAGE_ASPECT", "mean_colour", "expand_to_square", "prepare_images"]
+__all__ = [
+    "ImageAspect",
+    "IMAGE_ASPECTS",
+    "DEFAULT_IMAGE_ASPECT",
+    "mean_colour",
+    "expand_to_square",
+    "prepare_images",
+    "processor_image_kwargs",
+]
 
 ImageAspect = Literal["pad", "crop", "native"]
 IMAGE_ASPECTS: tuple[str, ...] = get_args(ImageAspect)
@@ -73,3 +81,23 @@ def prepare_images(images: Sequence[Any], image_processor: Any, image_aspect: st
         return list(images)
     fill = mean_colour(image_processor)
     return [expand_to_square(im, fill) for im in images]
+
+
+def processor_image_kwargs(image_processor: Any) -> dict[str, Any]:
+    """Keywords telling the image processor our PIL images are channels-last.
+
+    transformers 4.x image processors guess the channel axis from the array shape, and guess
+    wrong for images 1 or 3 pixels tall (a (3, w, 3) array looks channels-first), failing on small
+    crops; their ``preprocess`` takes ``input_data_format``. v5's PIL processors do not take it
+    (and need no hint): the keyword is passed only where ``preprocess`` accepts it.
+    """
+    import inspect
+
+    preprocess = getattr(image_processor, "preprocess", None)
+    if preprocess is None:
+        return {}
+    try:
+        accepted = inspect.signature(preprocess).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        return {}
+    return {"input_data_format": "channels_last"} if "input_data_format" in accepted else {}

@@ -186,7 +186,7 @@ class SftCollator:
 
     # -- batch ---------------------------------------------------------------------------
     def __call__(self, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        from giqa.models.image_geometry import prepare_images
+        from giqa.models.image_geometry import prepare_images, processor_image_kwargs
 
         torch = require("torch", "train")
         convs: list[Conversation] = [it["conversation"] for it in items]
@@ -196,7 +196,7 @@ class SftCollator:
         add_special = _adds_special(self.tokenizer, texts[0])
         enc = self.processor(
             text=texts, images=images, padding="longest", padding_side="right",
-            add_special_tokens=add_special, return_tensors="pt",
+            add_special_tokens=add_special, return_tensors="pt", **processor_image_kwargs(self.processor.image_processor),
         )
         ids, attn = enc["input_ids"], enc["attention_mask"]
         labels = torch.full_like(ids, IGNORE_INDEX)
