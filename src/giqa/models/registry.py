@@ -20,7 +20,7 @@ ENTRY_POINT_GROUP = "giqa.backends"
 Factory = Union[str, Callable[..., Any]]  # "module:attr" (lazy) or a callable
 
 _BUILTIN: dict[str, dict[str, Factory]] = {
-    "detector": {"grounding-dino.v1": "giqa.models.grounding_dino:GroundingDinoDetector"},
+    "detector": {"grounding-dino.v1": "giqa.models.grounding_dino:GroundingDinoDetector", "groundingdino-py.v1": "giqa.models.groundingdino_py:GroundingDinoPyDetector"},
     "llm": {
         "transformers.v1": "giqa.models.hf_llm:TransformersLLM",
         "openai.v1": "giqa.models.openai_llm:OpenAICompatibleLLM",
