@@ -9,7 +9,7 @@ from PIL import Image
 
 from giqa.cli import main
 from giqa.data import load_samples, write_jsonl
-from giqa.pipeline.records import read_jsonl
+from giqa.data.io import read_jsonl
 
 from test_data_stats import known_set
 

@@ -6,7 +6,7 @@ import pytest
 
 import pipeline_fakes as F
 from giqa.pipeline import DesConfig, DesPipeline, run_local
-from giqa.pipeline.records import read_jsonl
+from giqa.data.io import read_jsonl
 from giqa.pipeline.runner import run_stages
 
 pytestmark = pytest.mark.slow

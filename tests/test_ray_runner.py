@@ -14,7 +14,7 @@ import pytest
 import pipeline_fakes as F
 from giqa.models import CallableDetector, CallableLLM
 from giqa.pipeline import DesConfig, DesPipeline, VqaConfig, VqaPipeline, run_local
-from giqa.pipeline.records import read_jsonl
+from giqa.data.io import read_jsonl
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("pyarrow")

@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional, TypeVar
 
 from giqa.pipeline.records import Record
 
-__all__ = ["clean_text", "canonical", "ImageHasher", "item_repr", "mark_id_clashes", "progress_bar"]
+__all__ = ["clean_text", "canonical", "ImageHasher", "item_repr", "mark_id_clashes", "progress_bar", "read_input_rows"]
 
 R = TypeVar("R", bound=Record)
 
@@ -126,3 +126,32 @@ def item_repr(item: Any, limit: int = 1000) -> str:
     """A short, stable description of a bad input item for ``errors.jsonl``."""
     text = canonical(item) if isinstance(item, (dict, list)) else repr(item)
     return text[:limit]
+
+
+def read_input_rows(path: "str | Path") -> list[Any]:
+    """Input rows of a JSONL / JSON / Parquet file, or of every such file in a directory (sorted).
+
+    JSONL follows :func:`giqa.data.io.iter_jsonl` with ``on_bad="item"``: an unreadable line
+    becomes a :class:`giqa.data.io.BadLine` in its place (an input error record, not lost). A
+    ``.json`` file holds one list (streamed); a giqa run directory gives its samples.
+    """
+    from giqa.data.io import is_run_dir, iter_jsonl, iter_run_samples
+    from giqa.data.jsonstream import iter_json_records
+    from giqa.errors import ConfigError, require
+
+    p = Path(path)
+    if is_run_dir(p):
+        return list(iter_run_samples(p))
+    if p.is_dir():
+        files = sorted(f for f in p.iterdir() if f.suffix in (".jsonl", ".json", ".parquet") and f.is_file())
+        if not files:
+            raise ConfigError(f"no .jsonl, .json or .parquet file in {p}")
+        return [row for f in files for row in read_input_rows(f)]
+    if not p.is_file():
+        raise ConfigError(f"input file not found: {str(p)!r}")
+    if p.suffix == ".parquet":
+        pq = require("pyarrow.parquet", "scale")
+        return list(pq.read_table(str(p)).to_pylist())
+    if p.suffix == ".json":
+        return [row for _, row in iter_json_records(p)]
+    return list(iter_jsonl(p, on_bad="item"))

@@ -145,28 +145,7 @@ def _results(table: Any) -> Iterator[ChunkResult]:
                           errors=json.loads(errors), records=int(n))
 
 
-# -- inputs and outputs ----------------------------------------------------------------------------
-def _read_rows(path: Path) -> list[Any]:
-    """Rows of a JSONL / JSON / Parquet file, or of every such file in a directory (sorted);
-    an unreadable JSONL line becomes a :class:`giqa.data.io.BadLine` (an input error)."""
-    from giqa.data.io import iter_jsonl
-    from giqa.data.jsonstream import iter_json_records
-
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix in (".jsonl", ".json", ".parquet") and p.is_file())
-        if not files:
-            raise FileNotFoundError(f"no .jsonl, .json or .parquet shard in {path}")
-        return [row for f in files for row in _read_rows(f)]
-    if not path.is_file():
-        raise FileNotFoundError(f"no such input file: {path}")
-    if path.suffix == ".parquet":
-        pq = require("pyarrow.parquet", "scale")
-        return list(pq.read_table(str(path)).to_pylist())
-    if path.suffix == ".jsonl":
-        return list(iter_jsonl(path, on_bad="item"))
-    return [row for _, row in iter_json_records(path)]
-
-
+# -- outputs ----------------------------------------------------------------------------
 def read_run_samples(out_dir: Union[str, Path]) -> list[dict[str, Any]]:
     """Every sample dict of a run directory (``samples.jsonl`` and shards); see
     :func:`giqa.data.io.iter_run_samples` to stream them."""
@@ -360,6 +339,7 @@ def run_ray(
     on_block: Optional[Callable[[int, int], None]] = None,
     max_failures: float = 0.5,
     fail_fast: int = 20,
+    run_info: Optional[dict[str, Any]] = None,
 ) -> RunSummary:
     """Run ``pipeline`` on Ray Data over ``inputs``, writing into ``out_dir``; returns the same
     :class:`giqa.pipeline.runner.RunSummary` as ``run_local`` and raises as it does.
@@ -386,9 +366,11 @@ def run_ray(
         options = _resolve_options(pipeline.stages, stage_options or {}, ray.cluster_resources())
         _check_picklable(pipeline)
         if isinstance(inputs, (str, os.PathLike)):
-            inputs = _read_rows(Path(os.fspath(inputs)))
+            from giqa.pipeline.inputs import read_input_rows
+
+            inputs = read_input_rows(Path(os.fspath(inputs)))
         with RunBook(pipeline, out_dir, retry_failed=retry_failed, policy=policy, progress=progress,
-                     desc=f"{pipeline.task} (ray)") as book:
+                     desc=f"{pipeline.task} (ray)", run_info=run_info) as book:
             todo = book.prepare(inputs)
             _drive(book, pipeline, todo, batch_size, options, output_format, on_block)
             book.finish()

@@ -135,13 +135,15 @@ class RunBook:
     ``run_summary.json`` when it closes, however the run ends."""
 
     def __init__(self, pipeline: Any, out_dir: "str | Path", *, retry_failed: bool = False,
-                 policy: Optional[FailurePolicy] = None, progress: bool = True, desc: Optional[str] = None) -> None:
+                 policy: Optional[FailurePolicy] = None, progress: bool = True, desc: Optional[str] = None,
+                 run_info: Optional[dict[str, Any]] = None) -> None:
         self.pipeline = pipeline
         self.rundir = RunDir(out_dir)
         self.retry_failed = retry_failed
         self.policy = policy or FailurePolicy()
         self.progress = progress
         self.desc = desc or getattr(pipeline, "task", "run")
+        self.run_info = dict(run_info or {})
         self.summary = RunSummary(out_dir=str(self.rundir.dir))
         self.state = ResumeState()
         self.input_keys: set[str] = set()
@@ -156,7 +158,7 @@ class RunBook:
         self._lock = exclusive_lock(self.rundir.dir)
         self._lock.__enter__()
         try:
-            self.rundir.check_config(self.pipeline.resolved_config())
+            self.rundir.check_config({**self.run_info, **self.pipeline.resolved_config()})
             self.state = self.rundir.open(progress=self.progress)
             self.summary.quarantined = self.state.quarantined
             self.rundir.start()
@@ -280,6 +282,7 @@ def run_local(
     retry_failed: bool = False,
     max_failures: float = 0.5,
     fail_fast: int = 20,
+    run_info: Optional[dict[str, Any]] = None,
 ) -> RunSummary:
     """Run ``pipeline`` over ``inputs`` in this process, writing into ``out_dir`` (resumable).
 
@@ -290,14 +293,17 @@ def run_local(
     raised. Raises :class:`giqa.errors.RunAborted` by the fail-fast rule (``fail_fast``: the
     first N records all failed; ``max_failures``: the largest failure share), a setup error
     or a backend contract break; ``run_summary.json`` is written in every case.
-    ``retry_failed`` also runs the records that failed before.
+    ``retry_failed`` also runs the records that failed before. ``run_info`` is written into
+    ``run.json`` beside the pipeline's resolved configuration (the CLI puts the whole run
+    configuration there).
     """
     from giqa.errors import ConfigError
 
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     policy = FailurePolicy(first_n=fail_fast, max_share=max_failures)
-    with RunBook(pipeline, out_dir, retry_failed=retry_failed, policy=policy, progress=progress) as book:
+    with RunBook(pipeline, out_dir, retry_failed=retry_failed, policy=policy, progress=progress,
+                 run_info=run_info) as book:
         todo = book.prepare(inputs)
         for chunk in book.chunks(todo, batch_size):
             book.accept(finalize_chunk(pipeline, run_stages(pipeline.stages, chunk)))
