@@ -104,11 +104,11 @@ def open_image_file(root: str | os.PathLike[str] | None, path: str | os.PathLike
         raise ImageError(f"image path is a directory: {name!r}") from exc
     except OSError as exc:
         raise ImageError(f"cannot read image {name!r}: {exc.strerror or exc}") from exc
-    fh = os.fdopen(fd, "rb")
-    with fh:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise _not_regular(mode, name)
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise _not_regular(mode, name)
+    with os.fdopen(fd, "rb") as fh:
         yield fh
 
 
