@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 import pipeline_fakes as F
+from giqa.data.io import read_jsonl
 from giqa.models import CallableDetector, CallableLLM
 from giqa.pipeline import DesConfig, DesPipeline, VqaConfig, VqaPipeline, run_local
-from giqa.data.io import read_jsonl
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("pyarrow")
