@@ -95,22 +95,28 @@ def mark_id_clashes(records: list[R], known: Optional[Callable[[str], Optional[s
     input error (``DuplicateIdError``); ``known(id)`` gives the key already done for an id in
     the output directory, if any. Records with the same key (content duplicates) are left to
     the runner, which runs one and reports the others by id."""
-    keys_of: dict[str, set[str]] = {}
+    first_key: dict[str, str] = {}
+    clashing: set[str] = set()
     for r in records:
-        if r.error is None:
-            keys_of.setdefault(r.id, set()).add(r.key)
+        if r.error is None and first_key.setdefault(r.id, r.key) != r.key:
+            clashing.add(r.id)
+    done_elsewhere: set[str] = set()
+    if known is not None:
+        for rid, key in first_key.items():
+            done = known(rid)
+            if done is not None and done != key:
+                done_elsewhere.add(rid)
+    if not clashing and not done_elsewhere:
+        return list(records)
     out = []
     for r in records:
-        if r.error is None:
-            others = keys_of[r.id] - {r.key}
-            done = known(r.id) if known is not None else None
-            if others:
-                r = r.failed("input", f"id {r.id!r} is used by {len(others)} other input(s) with different content; "
-                                      "ids must be unique", "DuplicateIdError")
-            elif done is not None and done != r.key:
-                r = r.failed("input", f"id {r.id!r} already has a sample in this output directory, made from "
-                                      "different content; give the changed input a new id or use a new output directory",
-                             "DuplicateIdError")
+        if r.error is None and r.id in clashing:
+            r = r.failed("input", f"id {r.id!r} is used by other inputs with different content; ids must be unique",
+                         "DuplicateIdError")
+        elif r.error is None and r.id in done_elsewhere and known is not None and known(r.id) != r.key:
+            r = r.failed("input", f"id {r.id!r} already has a sample in this output directory, made from "
+                                  "different content; give the changed input a new id or use a new output directory",
+                         "DuplicateIdError")
         out.append(r)
     return out
 

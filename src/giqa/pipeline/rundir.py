@@ -26,7 +26,7 @@ import os
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, Iterable, Iterator, NamedTuple, Optional
 
 from giqa.data.io import (
     SAMPLES_FILE,
@@ -50,8 +50,7 @@ HASH_CACHE_FILE = "image_hashes.tsv"
 _INDEX_HEADER = "# giqa samples index v1\n"
 
 
-@dataclass(frozen=True)
-class IndexEntry:
+class IndexEntry(NamedTuple):
     """One group of sample lines: in ``file`` at byte ``offset`` (``-1`` for a shard)."""
 
     key: str
@@ -63,12 +62,27 @@ class IndexEntry:
     id: str
 
     def line(self) -> str:
-        return f"{self.key}\t{self.file}\t{self.offset}\t{self.length}\t{self.crc}\t{self.lines}\t{json.dumps(self.id)}\n"
+        return f"{self.key}\t{self.file}\t{self.offset}\t{self.length}\t{self.crc}\t{self.lines}\t{_encode_id(self.id)}\n"
 
     @classmethod
     def parse(cls, line: str) -> "IndexEntry":
         key, file, offset, length, crc, lines, rid = line.rstrip("\n").split("\t", 6)
-        return cls(key, file, int(offset), int(length), int(crc), int(lines), str(json.loads(rid)))
+        return cls(key, file, int(offset), int(length), int(crc), int(lines), _decode_id(rid))
+
+
+def _encode_id(rid: str) -> str:
+    """The id as it is, or as JSON when it could be misread (tabs, newlines, a leading quote)."""
+    if not rid or rid[0] == '"' or any(c in rid for c in "\t\n\r"):
+        return json.dumps(rid)
+    return rid
+
+
+def _decode_id(text: str) -> str:
+    return str(json.loads(text)) if text[:1] == '"' else text
+
+
+class _Inconsistent(Exception):
+    """The fast resume path met something it does not repair itself."""
 
 
 @dataclass
@@ -126,26 +140,87 @@ class RunDir:
 
     # -- resume ----------------------------------------------------------------------------------
     def open(self, *, progress: bool = False) -> ResumeState:
-        """Read the index, check ``samples.jsonl`` against it, repair, load the errors."""
+        """Read the index, check ``samples.jsonl`` against it, repair, load the errors.
+
+        The usual case is one streaming pass over the index and ``samples.jsonl`` together;
+        anything it cannot fix in place (a corrupt group or stray bytes in the middle, an
+        unreadable index line, no index at all) takes the repairing path."""
         state = ResumeState()
-        entries: Optional[list[IndexEntry]] = []
-        clean = True
+        try:
+            if not self.index_path.exists() and (self.samples_path.exists() or shard_files(self.dir)):
+                raise _Inconsistent  # written by an older giqa, or the index was deleted
+            self._fast_open(state)
+        except _Inconsistent:
+            state = self._repair_open(progress)
+        for err in read_jsonl(self.errors_path):
+            if err.get("key"):
+                state.errors[str(err["key"])] = err  # last entry per key wins
+        return state
+
+    def _fast_open(self, state: ResumeState) -> None:
+        """One pass: each indexed group of ``samples.jsonl`` must follow the previous one and
+        match its CRC. A torn last index line is cut off, and so is an unindexed tail of
+        ``samples.jsonl`` (that record is redone)."""
+        shards: list[IndexEntry] = []
+        pos = 0
+        good_index_bytes = 0
+        size = self.samples_path.stat().st_size if self.samples_path.exists() else 0
+        with open(self.index_path, "rb") if self.index_path.exists() else _empty() as index, \
+                open(self.samples_path, "rb") if size else _empty() as samples:
+            done, ids, n_samples = state.done, state.key_of_id, 0
+            for raw in index:  # the hot loop of a resume: inlined, no objects per line
+                if not raw.endswith(b"\n"):
+                    break  # torn by a kill: the group it indexed is redone
+                good_index_bytes += len(raw)
+                if raw[:1] == b"#" or not raw.strip():
+                    continue
+                try:
+                    key, file, offset, length, crc, lines, rid = raw.decode("utf-8")[:-1].split("\t", 6)
+                    if file != SAMPLES_FILE:
+                        shards.append(IndexEntry(key, file, int(offset), int(length), int(crc), int(lines), _decode_id(rid)))
+                        continue
+                    n = int(length)
+                    ok = int(offset) == pos and key not in done and zlib.crc32(samples.read(n)) == int(crc)
+                except (ValueError, UnicodeDecodeError):
+                    raise _Inconsistent from None
+                if not ok:
+                    raise _Inconsistent
+                done.add(key)
+                ids[_decode_id(rid)] = key
+                n_samples += int(lines)
+                pos += n
+            state.n_samples += n_samples
+        if self.index_path.exists() and good_index_bytes < self.index_path.stat().st_size:
+            with open(self.index_path, "rb+") as fh:
+                fh.truncate(good_index_bytes)
+        if pos < size:
+            state.repaired_bytes += size - pos
+            with open(self.samples_path, "rb+") as fh:
+                fh.truncate(pos)
+        kept = self._check_shards(shards, state)
+        indexed = {e.file for e in shards}
+        added = [e for e in kept if e.file not in indexed]
+        if added:  # shards written by a run that stopped before indexing them
+            with open(self.index_path, "a", encoding="utf-8") as fh:
+                fh.write((_INDEX_HEADER if fh.tell() == 0 else "") + "".join(e.line() for e in added))
+        for e in kept:
+            state.add(e)
+
+    def _repair_open(self, progress: bool) -> ResumeState:
+        """The slow path: read (or rebuild) the whole index, quarantine what does not match,
+        rewrite ``samples.jsonl`` and the index."""
+        state = ResumeState()
+        entries: Optional[list[IndexEntry]] = None
         if self.index_path.exists():
-            entries, clean = self._read_index()
-        elif self.samples_path.exists() or shard_files(self.dir):
-            entries = None  # written by an older giqa, or the index was deleted
+            entries, _ = self._read_index()
         if entries is None:
             entries = self._reindex(progress)
             state.reindexed = True
         entries = self._check_samples(entries, state)
         entries = self._check_shards(entries, state)
-        if state.reindexed or state.quarantined or not clean:
-            write_text_atomic(self.index_path, _INDEX_HEADER + "".join(e.line() for e in entries))
+        write_text_atomic(self.index_path, _INDEX_HEADER + "".join(e.line() for e in entries))
         for e in entries:
             state.add(e)
-        for err in read_jsonl(self.errors_path):
-            if err.get("key"):
-                state.errors[str(err["key"])] = err  # last entry per key wins
         return state
 
     def _read_index(self) -> tuple[Optional[list[IndexEntry]], bool]:
@@ -306,6 +381,12 @@ class RunDir:
         if _count_lines(self.errors_path) != len(kept):
             write_jsonl_atomic(self.errors_path, kept)
         return len(kept)
+
+
+def _empty() -> Any:
+    import io
+
+    return io.BytesIO(b"")
 
 
 def _lines(path: Path) -> Iterator[tuple[int, bytes, Any]]:

@@ -174,13 +174,13 @@ class RunBook:
         from giqa.pipeline.inputs import ImageHasher, mark_id_clashes
 
         items = list(inputs)
+        known = self.state.key_of_id.get
         if items and all(isinstance(r, Record) for r in items):
-            records = mark_id_clashes(items, self.state.known_id)
+            records = mark_id_clashes(items, known)
         else:
             root = getattr(getattr(self.pipeline, "config", None), "root", None)
             hasher = ImageHasher(root, self.rundir.hash_cache_path)
-            records = self.pipeline.make_inputs(items, hasher=hasher, known_ids=self.state.known_id,
-                                                progress=self.progress)
+            records = self.pipeline.make_inputs(items, hasher=hasher, known_ids=known, progress=self.progress)
         self.summary.inputs = len(records)
         todo = self._select(records)
         from giqa.pipeline.inputs import progress_bar
