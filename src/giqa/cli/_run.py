@@ -203,7 +203,7 @@ def apply_config_defaults(args: argparse.Namespace, parser: argparse.ArgumentPar
         raise ConfigError(f"{where}: unknown option(s) {unknown}; options are {sorted(actions)}")
     fields: dict[str, Any] = {k: (_action_type(actions[k]), ...) for k in values}
     try:
-        checked = create_model("Options", **fields).model_validate(values)  # type: ignore[call-overload]
+        checked = create_model("Options", **fields).model_validate(values)
     except ValidationError as exc:
         from giqa.pipeline.runconfig import format_validation_error
 

@@ -58,7 +58,12 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     for step, parser in (("sources", s), ("export", e), ("stats", t)):
         parser.add_argument("--config", default=None, metavar="RUN.toml", help=f"defaults from its [build.{step}] table")
         parser.set_defaults(_step=step, _parser=parser)
-    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+    p.set_defaults(func=lambda args: _help(p))
+
+
+def _help(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
 
 
 def _configure(args: argparse.Namespace, *required: str) -> None:

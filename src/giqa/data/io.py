@@ -320,7 +320,7 @@ def sample_record_batch(rows: Sequence[dict[str, Any]], lines: Optional[Sequence
     "json")`` form); ``lines`` are their JSON texts when already serialised."""
     pa = require("pyarrow", "scale")
     texts = list(lines) if lines is not None else [dumps(r) for r in rows]
-    meta = [r.get("meta") if isinstance(r.get("meta"), dict) else {} for r in rows]
+    meta: list[dict[str, Any]] = [m if isinstance(m := r.get("meta"), dict) else {} for r in rows]
     get: Callable[[str], list[Optional[str]]] = lambda k: [_opt_str(r.get(k)) for r in rows]  # noqa: E731
     cols = {
         "key": [_opt_str(m.get("key")) for m in meta], "id": get("id"), "image": get("image"), "task": get("task"),

@@ -72,7 +72,7 @@ class BackendSpec(BaseModel):
     @classmethod
     def from_preset(cls, preset: str, role: "Role | str", **settings: Any) -> "BackendSpec":
         """The ``role`` entry of preset ``preset`` (settings override the preset's)."""
-        return cls(role=Role.coerce(role), preset=preset, settings=settings)
+        return cls.model_validate({"role": Role.coerce(role), "preset": preset, "settings": settings})
 
     # -- identity ------------------------------------------------------------------------------
     def registry_name(self) -> str:

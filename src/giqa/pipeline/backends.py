@@ -103,7 +103,7 @@ class BackendSlot:
         if self._instance is None:
             return None
         b = self._instance
-        settings = getattr(b, "settings", None)
+        settings: Any = getattr(b, "settings", None)
         dumped = settings.model_dump(mode="json") if hasattr(settings, "model_dump") else {}
         return {"role": self.role.value, "class": f"{type(b).__module__}.{type(b).__qualname__}",
                 "model_id": backend_model_id(b), "settings": result_settings(dumped)}

@@ -111,7 +111,7 @@ class Pipeline(Generic[R, O]):
         settings, backends (computed once per pipeline; it goes into every sample's provenance
         as ``extra["run"]``; ``run.json`` in the output directory has the whole of it)."""
         if self._provenance is None:
-            config = getattr(self, "config", None)
+            config: Any = getattr(self, "config", None)
             fields = config.fingerprint_fields() if hasattr(config, "fingerprint_fields") else {}
             self._provenance = {"fingerprint": self.fingerprint(), "config": fields,
                                 "backends": {role: slot.public() for role, slot in self.slots().items()}}
@@ -130,7 +130,9 @@ class Pipeline(Generic[R, O]):
         }
 
     # -- records -------------------------------------------------------------------------------
-    def make_inputs(self, items: Iterable[Any]) -> list[R]:  # pragma: no cover - abstract
+    def make_inputs(self, items: Iterable[Any], **options: Any) -> list[R]:  # pragma: no cover - abstract
+        """Input records of ``items``; ``options`` are runner hints a pipeline may use
+        (``hasher``, ``known_ids``, ``progress``)."""
         raise NotImplementedError
 
     def outputs(self, record: R) -> list[O]:  # pragma: no cover - abstract

@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections import OrderedDict
-from typing import Any, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Optional
 
 from pydantic import BaseModel
 
@@ -40,6 +40,10 @@ from giqa.pipeline.inputs import ImageHasher, canonical, clean_text, item_repr, 
 from giqa.pipeline.records import DesRecord, Region, content_key
 from giqa.pipeline.stages import Stage, generate_json
 from giqa.types import Box, Effect, Sample, Tag
+
+if TYPE_CHECKING:
+    from giqa.models.protocols import LLM, Detector, QualityFilter
+    from giqa.models.spec import BackendSpec
 
 __all__ = ["DesPipeline", "InputStage", "TagStage", "DetectStage", "RefineStage", "FuseStage", "TagList"]
 
@@ -377,9 +381,9 @@ class DesPipeline(Pipeline[DesRecord, Sample]):
     def __init__(
         self,
         *,
-        llm: Any = None,
-        detector: Any = None,
-        quality_filter: Any = None,
+        llm: "LLM | BackendSpec | BackendSlot | str | None" = None,
+        detector: "Detector | BackendSpec | BackendSlot | str | None" = None,
+        quality_filter: "QualityFilter | BackendSpec | BackendSlot | str | None" = None,
         config: Optional[DesConfig] = None,
         preset: Optional[str] = None,
     ) -> None:
@@ -408,7 +412,7 @@ class DesPipeline(Pipeline[DesRecord, Sample]):
 
     # -- inputs --------------------------------------------------------------------------------
     def make_inputs(self, items: Iterable[Any], *, hasher: Optional[ImageHasher] = None,
-                    known_ids: Any = None, progress: bool = False) -> list[DesRecord]:
+                    known_ids: Any = None, progress: bool = False, **_: Any) -> list[DesRecord]:
         """Input records from items ``{"image": path under root, "description": str, "id"?,
         "tags"?, ...}``; other item fields are kept in ``meta``.
 

@@ -232,7 +232,7 @@ def _build_dataset(pipeline: Any, todo: Sequence[Record], block_rows: int, optio
     from ray.data import ActorPoolStrategy, TaskPoolStrategy
 
     rtype = pipeline.record_type
-    ds = ray.data.from_items([{"key": r.key, "record": dumps(to_json(r))} for r in todo],
+    ds: Any = ray.data.from_items([{"key": r.key, "record": dumps(to_json(r))} for r in todo],
                              override_num_blocks=max(1, -(-len(todo) // block_rows)))
     group: list[Any] = []  # pending task stages
     group_opts: list[StageOptions] = []

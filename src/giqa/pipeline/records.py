@@ -215,13 +215,13 @@ def from_json(tp: Any, data: Any) -> Any:
     if tp is Any:
         return data
     if origin is Union or origin is types.UnionType:
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return None if data is None else from_json(args[0], data)
+        options = [a for a in typing.get_args(tp) if a is not type(None)]
+        return None if data is None else from_json(options[0], data)
     if origin is tuple:
-        args = typing.get_args(tp)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(from_json(args[0], x) for x in data)
-        return tuple(from_json(a, x) for a, x in zip(args, data))
+        items = typing.get_args(tp)
+        if len(items) == 2 and items[1] is Ellipsis:
+            return tuple(from_json(items[0], x) for x in data)
+        return tuple(from_json(a, x) for a, x in zip(items, data))
     if origin is dict:
         return {k: from_json(typing.get_args(tp)[1], v) for k, v in data.items()}
     if tp is Box:

@@ -142,7 +142,7 @@ class RunBook:
         self.retry_failed = retry_failed
         self.policy = policy or FailurePolicy()
         self.progress = progress
-        self.desc = desc or getattr(pipeline, "task", "run")
+        self.desc: str = desc or str(getattr(pipeline, "task", "run"))
         self.run_info = dict(run_info or {})
         self.summary = RunSummary(out_dir=str(self.rundir.dir))
         self.state = ResumeState()

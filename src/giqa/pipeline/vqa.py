@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Any, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Optional
 
 from pydantic import BaseModel, Field
 
@@ -35,6 +35,10 @@ from giqa.pipeline.inputs import clean_text, item_repr, mark_id_clashes
 from giqa.pipeline.records import QAItem, Region, VqaRecord, content_key
 from giqa.pipeline.stages import Stage, generate_json
 from giqa.types import Sample
+
+if TYPE_CHECKING:
+    from giqa.models.protocols import LLM
+    from giqa.models.spec import BackendSpec
 
 __all__ = ["VqaPipeline", "GenerateStage", "FilterStage", "GroundStage", "QAPair", "QAList"]
 
@@ -253,7 +257,8 @@ class VqaPipeline(Pipeline[VqaRecord, Sample]):
     task = "vqa"
     record_type = VqaRecord
 
-    def __init__(self, *, llm: Any = None, config: Optional[VqaConfig] = None, preset: Optional[str] = None) -> None:
+    def __init__(self, *, llm: "LLM | BackendSpec | BackendSlot | str | None" = None, config: Optional[VqaConfig] = None,
+                 preset: Optional[str] = None) -> None:
         self.config = config or VqaConfig()
         self.preset = preset
         self.stages: list[Stage[VqaRecord]] = [GenerateStage(llm, self.config), FilterStage(self.config),
@@ -270,14 +275,14 @@ class VqaPipeline(Pipeline[VqaRecord, Sample]):
         versions = {p: prompts.load(p).version for p in (cfg.yes_no_prompt, cfg.open_prompt)}
         return {"config": cfg.fingerprint_fields(), "prompts": versions}
 
-    def make_inputs(self, samples: Iterable[Any], *, known_ids: Any = None, progress: bool = False,
+    def make_inputs(self, items: Iterable[Any], *, known_ids: Any = None, progress: bool = False,
                     **_: Any) -> list[VqaRecord]:
         """Input records from DES samples (:class:`giqa.types.Sample` or their dicts).
 
         Not a sample, not a DES sample, or without a description: an ``"input"`` error record.
         """
         fp = self.fingerprint()
-        return mark_id_clashes([self._input(n, item, fp) for n, item in enumerate(samples)], known_ids)
+        return mark_id_clashes([self._input(n, item, fp) for n, item in enumerate(items)], known_ids)
 
     def _input(self, n: int, item: Any, fp: str) -> VqaRecord:
         from giqa.data.io import BadLine
@@ -322,7 +327,7 @@ class VqaPipeline(Pipeline[VqaRecord, Sample]):
         )
         group = []
         for k, qa in enumerate(r.qa):
-            regions = ()
+            regions: tuple[GroundedPhrase, ...] = ()
             if qa.region is not None:
                 regions = (GroundedPhrase(phrase=qa.region.phrase, boxes=qa.region.boxes, tag=qa.region.tag),)
             meta: dict[str, Any] = {"key": r.key, "record_id": r.id, "des_id": r.id, "des_key": r.des_key,
