@@ -68,7 +68,10 @@ _RESUME = textwrap.dedent("""
     with RunBook(pipe, {out!r}, progress=False) as book:
         todo = book.prepare(records)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    try:  # VmHWM: this process's peak RSS (ru_maxrss would include the forking pytest's)
+        rss_mb = int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]) / 1024
+    except OSError:
+        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({{"wall": wall, "cpu": cpu, "rss_mb": rss_mb, "todo": len(todo), "done": book.summary.already_done,
                       "skipped_failed": book.summary.skipped_failed, "total": book.summary.total_samples}}))
 """)
