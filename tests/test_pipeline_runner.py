@@ -57,7 +57,7 @@ def test_resume_reads_no_image_it_has_seen(tmp_path, monkeypatch):
     run_local(_pipe(tmp_path / "img"), items, tmp_path / "out", progress=False)
     reads = []
     real = giqa.images.read_image_bytes
-    monkeypatch.setattr(giqa.images, "read_image_bytes", lambda *a: reads.append(a) or real(*a))
+    monkeypatch.setattr(giqa.images, "read_image_bytes", lambda *a, **kw: reads.append(a) or real(*a, **kw))
     s = run_local(_pipe(tmp_path / "img"), items, tmp_path / "out", progress=False)
     assert s.already_done == 4 and reads == []  # hashes come from the cache, keyed by size/mtime/inode
     F.write_image(tmp_path / "img" / "img1.png", size=(90, 40))  # a changed image is read again: new key

@@ -91,11 +91,14 @@ def regular_file_stat(full: Path, name: str) -> os.stat_result:
 
 
 @contextlib.contextmanager
-def open_image_file(root: str | os.PathLike[str] | None, path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
+def open_image_file(
+    root: str | os.PathLike[str] | None, path: str | os.PathLike[str], *, resolved: Optional[Path] = None
+) -> Iterator[IO[bytes]]:
     """The image file at ``path`` under ``root``, opened for reading: confined to the root and
-    a regular file (opened non-blocking and checked with ``fstat``, so a FIFO never blocks)."""
+    a regular file (opened non-blocking and checked with ``fstat``, so a FIFO never blocks).
+    ``resolved``: ``resolve_image_path(root, path)`` when the caller has it already."""
     name = os.fspath(path)
-    full = resolve_image_path(root, path)
+    full = resolved if resolved is not None else resolve_image_path(root, path)
     try:
         fd = os.open(full, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError as exc:
@@ -112,10 +115,12 @@ def open_image_file(root: str | os.PathLike[str] | None, path: str | os.PathLike
         yield fh
 
 
-def read_image_bytes(root: str | os.PathLike[str] | None, path: str | os.PathLike[str]) -> bytes:
+def read_image_bytes(
+    root: str | os.PathLike[str] | None, path: str | os.PathLike[str], *, resolved: Optional[Path] = None
+) -> bytes:
     """The raw bytes of the image at ``path`` under ``root`` (confined, regular files only;
     ImageError if missing)."""
-    with open_image_file(root, path) as fh:
+    with open_image_file(root, path, resolved=resolved) as fh:
         try:
             return fh.read()
         except OSError as exc:

@@ -15,7 +15,6 @@ or not a regular file is an error before anything runs (a benchmark must be whol
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence, Union
@@ -68,7 +67,7 @@ class AnswerStage(Stage[BenchRecord]):
         if len(answers) != len(records) or not all(isinstance(a, str) for a in answers):
             raise BackendContractError(f"VLM {backend_model_id(vlm)} returned {len(answers)} answers for "
                                        f"{len(records)} prompts (one string each expected)")
-        return [dataclasses.replace(r.used(Role.vlm.value, vlm), answer=a) for r, a in zip(records, answers)]
+        return [r.used(Role.vlm.value, vlm, answer=a) for r, a in zip(records, answers)]
 
 
 class BenchPipeline(Pipeline[BenchRecord, dict]):

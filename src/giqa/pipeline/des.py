@@ -183,8 +183,9 @@ class TagStage(Stage[DesRecord]):
             convs = [prompt.messages(description=out[i].description) for i in ask]
             results = generate_json(llm, convs, TagList, max_retries=self.config.max_retries,
                                     max_new_tokens=self.config.max_new_tokens, coerce=_coerce_tags)
+            prompts = {prompt.name: prompt.version}
             for i, res in zip(ask, results):
-                r = out[i].used(Role.llm.value, llm).with_prompt(prompt.name, prompt.version)
+                r = out[i].used(Role.llm.value, llm, prompts={**out[i].prompts, **prompts})
                 out[i] = r.failed(self.name, res) if isinstance(res, Exception) else self._with_tags(r, res.tags, source="llm")
         return out
 
@@ -192,7 +193,7 @@ class TagStage(Stage[DesRecord]):
     def _with_tags(r: DesRecord, tags: Iterable[Tag], *, source: str) -> DesRecord:
         all_tags = [_clean_tag(t) for t in tags]
         kept = tuple(t for t in all_tags if t.effect is not Effect.no_impact)
-        return dataclasses.replace(r, tags=kept, tags_dropped=len(all_tags) - len(kept), tags_source=source)
+        return r.replace(tags=kept, tags_dropped=len(all_tags) - len(kept), tags_source=source)
 
 
 def _clean_tag(tag: Tag) -> Tag:
@@ -217,7 +218,7 @@ class DetectStage(Stage[DesRecord]):
         idx, images, phrases = [], [], []
         for i, r in enumerate(out):
             if not r.tags:
-                out[i] = dataclasses.replace(r, detections=())
+                out[i] = r.replace(detections=())
                 continue
             try:
                 images.append(_IMAGES.get(r, self.config))
@@ -231,7 +232,7 @@ class DetectStage(Stage[DesRecord]):
             found = call_detect(detector, images, phrases)
             for i, per_image in zip(idx, found):
                 dets = tuple(tuple(d) for d in per_image)
-                out[i] = dataclasses.replace(out[i].used(Role.detector.value, detector), detections=dets)
+                out[i] = out[i].used(Role.detector.value, detector, detections=dets)
         return out
 
 
@@ -264,7 +265,7 @@ class RefineStage(Stage[DesRecord]):
         p_yes: dict[tuple[int, int], list[float]] = {}
         if self.quality_filter.configured:
             out = self._filter(out, p_yes)
-        return [r if r.error is not None else dataclasses.replace(r, regions=self._regions(r, i, p_yes))
+        return [r if r.error is not None else r.replace(regions=self._regions(r, i, p_yes))
                 for i, r in enumerate(out)]
 
     def _filter(self, out: list[DesRecord], p_yes: dict[tuple[int, int], list[float]]) -> list[DesRecord]:
@@ -350,12 +351,12 @@ class FuseStage(Stage[DesRecord]):
         # placed mentions' [start, end) in the description = their spans in the clean text
         placed = {id(p): span for p, span in report.placed}
         regions = [dataclasses.replace(g, span=placed.get(id(p))) for g, p in zip(regions, phrases)]
-        r = dataclasses.replace(r, regions=tuple(regions))
+        r = r.replace(regions=tuple(regions))
         if not placed and not cfg.keep_ungrounded:
             return r.failed(self.name, "no key object of the description was grounded "
                                        f"({len(r.tags)} tags, {len(regions)} with boxes)", "NoGroundingError")
         rng = random.Random(content_key("question", str(cfg.seed), r.key))
-        return dataclasses.replace(r, question=questions[rng.randrange(len(questions))], answer=report.text)
+        return r.replace(question=questions[rng.randrange(len(questions))], answer=report.text)
 
 
 class DesPipeline(Pipeline[DesRecord, Sample]):
@@ -459,9 +460,9 @@ class DesPipeline(Pipeline[DesRecord, Sample]):
             description, tags = self._check_item(item)
             digest = hasher.digest(str(image))
         except (ParseError, ImageError) as exc:
-            return dataclasses.replace(rec, key=content_key("bad-item", item_repr(item, 10000), fp)).failed("input", exc)
+            return rec.replace(key=content_key("bad-item", item_repr(item, 10000), fp)).failed("input", exc)
         key = content_key(digest, description, canonical(item.get("tags")), canonical(meta), fp)
-        return dataclasses.replace(rec, key=key, description=description, given_tags=tags)
+        return rec.replace(key=key, description=description, given_tags=tags)
 
     def _check_item(self, item: dict[str, Any]) -> tuple[str, Optional[tuple[Tag, ...]]]:
         """The clean description and the validated given tags of an item (ParseError if bad)."""

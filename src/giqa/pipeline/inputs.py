@@ -72,7 +72,7 @@ class ImageHasher:
         got = self._cache.get(str(full))
         if got is not None and got[1:] == (st.st_size, st.st_mtime_ns, st.st_ino):
             return got[0]
-        sha = hashlib.sha256(read_image_bytes(self.root, path)).hexdigest()
+        sha = hashlib.sha256(read_image_bytes(self.root, path, resolved=full)).hexdigest()
         self.hashed += 1
         self._cache[str(full)] = (sha, st.st_size, st.st_mtime_ns, st.st_ino)
         if self.cache_path is not None:

@@ -22,7 +22,6 @@ VqaRecord       input: ``description``, ``objects`` (key objects: regions with t
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import hashlib
 import re
@@ -131,17 +130,30 @@ class Record:
     def ok(self) -> bool:
         return self.error is None
 
+    def replace(self: R, **changes: Any) -> R:
+        """A copy with ``changes`` (field name -> value); like ``dataclasses.replace`` without
+        re-running ``__init__`` (records have no validation of their own), so stages can afford
+        it per record."""
+        unknown = changes.keys() - _field_names(type(self))
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no field(s) {sorted(unknown)}")
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        new.__dict__.update(changes)
+        return new
+
     def failed(self: R, stage: str, exc: BaseException | str, type_: Optional[str] = None) -> R:
         """A copy marked failed at ``stage``."""
-        return dataclasses.replace(self, error=StageError.of(stage, exc, type_))
+        return self.replace(error=StageError.of(stage, exc, type_))
 
-    def used(self: R, role: str, backend: Any) -> R:
-        """A copy noting ``backend``'s model id (and random weights) under ``role``."""
+    def used(self: R, role: str, backend: Any, **changes: Any) -> R:
+        """A copy noting ``backend``'s model id (and random weights) under ``role``, with ``changes``."""
         rw = self.random_weights or bool(getattr(backend, "random_weights", False))
-        return dataclasses.replace(self, models={**self.models, role: backend_model_id(backend)}, random_weights=rw)
+        return self.replace(models={**self.models, role: backend_model_id(backend)}, random_weights=rw, **changes)
 
-    def with_prompt(self: R, name: str, version: str) -> R:
-        return dataclasses.replace(self, prompts={**self.prompts, name: version})
+    def with_prompt(self: R, name: str, version: str, **changes: Any) -> R:
+        """A copy noting prompt ``name`` at ``version``, with ``changes``."""
+        return self.replace(prompts={**self.prompts, name: version}, **changes)
 
     def error_entry(self) -> dict[str, Any]:
         """The ``errors.jsonl`` line of a failed record:
@@ -201,6 +213,11 @@ def to_json(obj: Any) -> Any:
     if isinstance(obj, Mapping):
         return {str(k): to_json(v) for k, v in obj.items()}
     raise TypeError(f"cannot turn {type(obj).__name__} into JSON")
+
+
+@lru_cache(maxsize=None)
+def _field_names(cls: type) -> frozenset[str]:
+    return frozenset(f.name for f in fields(cls))
 
 
 @lru_cache(maxsize=None)

@@ -114,7 +114,7 @@ class GenerateStage(Stage[VqaRecord]):
             if families and len(msgs) == len(families):  # every prompt failed: the record fails
                 out[i] = r.failed(self.name, ParseError("; ".join(msgs)))
             else:
-                out[i] = dataclasses.replace(r, qa=r.qa + tuple(qa.get(i, [])), warnings=r.warnings + tuple(msgs))
+                out[i] = r.replace(qa=r.qa + tuple(qa.get(i, [])), warnings=r.warnings + tuple(msgs))
         return out
 
 
@@ -167,7 +167,7 @@ class FilterStage(Stage[VqaRecord]):
                 continue
             seen.add(norm.question.casefold())
             kept.append(norm)
-        r = dataclasses.replace(r, qa=tuple(kept), qa_dropped=dropped)
+        r = r.replace(qa=tuple(kept), qa_dropped=dropped)
         if not kept:
             return r.failed(self.name, f"no QA pair passed the filter (dropped: {dropped or 'none generated'})", "NoQAError")
         return r
@@ -217,7 +217,7 @@ class GroundStage(Stage[VqaRecord]):
                 dropped += 1
             else:
                 grounded.append(g)
-        r = dataclasses.replace(r, qa=tuple(grounded), qa_ungrounded_dropped=dropped)
+        r = r.replace(qa=tuple(grounded), qa_ungrounded_dropped=dropped)
         if not grounded:
             return r.failed(self.name, f"no QA pair names a key object ({dropped} dropped)", "NoGroundingError")
         return r
