@@ -183,9 +183,8 @@ class TagStage(Stage[DesRecord]):
             convs = [prompt.messages(description=out[i].description) for i in ask]
             results = generate_json(llm, convs, TagList, max_retries=self.config.max_retries,
                                     max_new_tokens=self.config.max_new_tokens, coerce=_coerce_tags)
-            prompts = {prompt.name: prompt.version}
             for i, res in zip(ask, results):
-                r = out[i].used(Role.llm.value, llm, prompts={**out[i].prompts, **prompts})
+                r = out[i].used(Role.llm.value, llm, prompts={**out[i].prompts, prompt.name: prompt.version})
                 out[i] = r.failed(self.name, res) if isinstance(res, Exception) else self._with_tags(r, res.tags, source="llm")
         return out
 

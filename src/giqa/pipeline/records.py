@@ -134,10 +134,11 @@ class Record:
         """A copy with ``changes`` (field name -> value); like ``dataclasses.replace`` without
         re-running ``__init__`` (records have no validation of their own), so stages can afford
         it per record."""
-        unknown = changes.keys() - _field_names(type(self))
+        cls: type = type(self)
+        unknown = changes.keys() - _field_names(cls)
         if unknown:
-            raise TypeError(f"{type(self).__name__} has no field(s) {sorted(unknown)}")
-        new = object.__new__(type(self))
+            raise TypeError(f"{cls.__name__} has no field(s) {sorted(unknown)}")
+        new = object.__new__(cls)
         new.__dict__.update(self.__dict__)
         new.__dict__.update(changes)
         return new
