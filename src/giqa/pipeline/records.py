@@ -138,7 +138,7 @@ class Record:
         unknown = changes.keys() - _field_names(cls)
         if unknown:
             raise TypeError(f"{cls.__name__} has no field(s) {sorted(unknown)}")
-        new = object.__new__(cls)
+        new: R = object.__new__(cls)
         new.__dict__.update(self.__dict__)
         new.__dict__.update(changes)
         return new
