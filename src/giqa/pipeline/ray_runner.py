@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 
 from giqa.data.io import SHARD_DIR, atomic_target, dumps, iter_run_samples, sample_record_batch
-from giqa.errors import BackendError, ConfigError, require
+from giqa.errors import ConfigError, require
 from giqa.pipeline.records import Record, from_json, to_json
 from giqa.pipeline.runner import ChunkResult, FailurePolicy, RunBook, RunSummary, finalize_chunk
 from giqa.pipeline.stages import Stage, run_stages
@@ -219,7 +219,7 @@ def _check_picklable(pipeline: Any) -> None:
         try:
             cloudpickle.dumps(stage)
         except Exception as exc:  # noqa: BLE001 - pickling raises many types
-            raise BackendError(
+            raise ConfigError(
                 f"stage {getattr(stage, 'name', stage)!r} cannot be sent to Ray workers ({exc}); give its "
                 "backend as a BackendSpec or a preset name, so that each worker builds its own"
             ) from exc
