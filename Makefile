@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PYTHONHASHSEED := 0
 
-.PHONY: test test-compat demo bench install clean
+.PHONY: test test-compat demo bench install clean typecheck
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -67,3 +67,7 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) $(COMPAT_VENV) $(BENCH_VENV) demo_out .pytest_cache
+
+# mypy (standard mode) on src/giqa; tests/test_typing.py runs the same check.
+typecheck: $(STAMP)
+	$(PY) -m mypy

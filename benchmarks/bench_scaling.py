@@ -36,7 +36,8 @@ import numpy as np
 from PIL import Image
 
 from giqa.models import CallableDetector, CallableLLM, CallableQualityFilter
-from giqa.pipeline import DesConfig, DesPipeline, run_local
+from giqa.pipeline import DesConfig, DesPipeline, Pipeline, Record, Stage, run_local
+from giqa.types import Sample
 
 DESC = ("The dog on the left is blurry, while the red car is sharp and well exposed. The sky is "
         "overexposed and the trees are dark.")
@@ -114,40 +115,39 @@ def bench_local(pipe, inputs, tmp: Path, repeat: int) -> float:
     return best
 
 
-class BurnStage:
+class BurnStage(Stage[Record]):
     """Calibration: a stage that burns ``ms`` of CPU time per record (perfectly parallel work)."""
 
     name = "burn"
-    needs = ()
 
     def __init__(self, ms: float, batch_size: int) -> None:
-        self.ms, self.batch_size = ms, batch_size
+        super().__init__(batch_size=batch_size)
+        self.ms = ms
 
-    def __call__(self, records):
-        out = []
-        for r in records:
+    def process(self, records):
+        for _ in records:
             t = time.process_time()
             while time.process_time() - t < self.ms / 1000.0:
                 pass
-            out.append(dict(r))
-        return out
+        return list(records)
 
 
-class BurnPipeline:
+class BurnPipeline(Pipeline[Record, Sample]):
     task = "burn"
+    record_type = Record
 
     def __init__(self, ms: float, batch_size: int) -> None:
         self.stages = [BurnStage(ms, batch_size)]
 
-    def finalize(self, records):
-        from giqa.types import Sample
+    def make_inputs(self, items, **_):
+        return list(items)
 
-        return [Sample(id=r["id"], image="x.png", task="des", question="q", answer="a", meta={"key": r["key"]})
-                for r in records], []
+    def outputs(self, r):
+        return [Sample(id=r.id, image="x.png", task="des", question="q", answer="a", meta={"key": r.key})]
 
 
-def burn_inputs(n: int) -> list[dict]:
-    return [{"key": f"k{i}", "id": f"b{i}", "error": None} for i in range(n)]
+def burn_inputs(n: int) -> list[Record]:
+    return [Record(key=f"k{i}", id=f"b{i}") for i in range(n)]
 
 
 def bench_ray(pipe, inputs, tmp: Path, repeat: int, workers: int, block: int, burn_n: int, burn_ms: float):

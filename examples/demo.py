@@ -23,7 +23,7 @@ from pathlib import Path
 from giqa.models import CallableLLM
 from giqa.pipeline import DesConfig, DesPipeline, VqaConfig, VqaPipeline, balance_vqa, run_local
 from giqa.pipeline.balance import vqa_counts
-from giqa.pipeline.records import read_jsonl, write_jsonl_atomic
+from giqa.data.io import read_jsonl, write_jsonl_atomic
 
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample"
 

@@ -160,19 +160,22 @@ class TestSample:
         json.dumps(rec)
 
     def test_llava_round_trip_reads_regions_back(self):
+        from giqa.data import sample_from_llava
+
         s = self._des()
-        back = Sample.from_llava(s.to_llava())
+        back = sample_from_llava(s.to_llava())
         assert back.task is Task.des and back.question == s.question and back.answer == s.answer
         assert [r.phrase for r in back.regions] == ["tower"]
         assert back.regions[0].boxes[0].as_tuple() == pytest.approx(s.regions[0].boxes[0].as_tuple())
 
     def test_from_llava_rejects_non_records(self):
+        from giqa.data import sample_from_llava
         from giqa.errors import ParseError
 
         with pytest.raises(ParseError, match="not a LLaVA record"):
-            Sample.from_llava({"id": 1})
+            sample_from_llava({"id": 1})
         with pytest.raises(ParseError, match="lacks a human or a gpt turn"):
-            Sample.from_llava({"id": 1, "image": "x", "conversations": [{"from": "human", "value": "q"}]})
+            sample_from_llava({"id": 1, "image": "x", "conversations": [{"from": "human", "value": "q"}]})
 
 
 def test_json_schemas_export():

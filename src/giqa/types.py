@@ -13,7 +13,7 @@ from typing import Any, Iterable, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from giqa.errors import InvalidBoxError, ParseError
+from giqa.errors import InvalidBoxError
 
 __all__ = [
     "Box",
@@ -294,7 +294,10 @@ class Sample(_Frozen):
 
     # -- LLaVA conversation records -----------------------------------------------------
     def to_llava(self) -> dict[str, Any]:
-        """The LLaVA conversation record (one human turn with ``<image>``, one gpt turn)."""
+        """The LLaVA conversation record (one human turn with ``<image>``, one gpt turn).
+
+        The way back is :func:`giqa.data.sample_from_llava` (it parses the grounded text, so it
+        lives beside the text codec, not in this module)."""
         return {
             "id": self.id,
             "image": self.image,
@@ -303,49 +306,6 @@ class Sample(_Frozen):
                 {"from": "gpt", "value": self.answer},
             ],
         }
-
-    @classmethod
-    def from_llava(
-        cls,
-        record: dict[str, Any],
-        *,
-        task: Task | str | None = None,
-        vqa_kind: VqaKind | str | None = None,
-        grid: tuple[int, int] = (20, 20),
-    ) -> "Sample":
-        """Parse a LLaVA record; regions are read back from the grounded text.
-
-        ``task`` defaults to DES unless ``vqa_kind`` is given. Only the first human/gpt pair
-        is used; a record without one raises :class:`giqa.errors.ParseError`.
-        """
-        from giqa.text import parse_grounded
-
-        try:
-            rid, image, convs = record["id"], record["image"], record["conversations"]
-        except (KeyError, TypeError) as exc:
-            raise ParseError(f"not a LLaVA record (needs id, image, conversations): {exc}") from exc
-        human = next((c["value"] for c in convs if c.get("from") == "human"), None)
-        gpt = next((c["value"] for c in convs if c.get("from") == "gpt"), None)
-        if human is None or gpt is None:
-            raise ParseError(f"record {rid!r} lacks a human or a gpt turn")
-        question = human.replace("<image>\n", "", 1).replace("<image>", "", 1).strip()
-        if task is None:
-            task = Task.vqa if vqa_kind is not None else Task.des
-        n, m = grid
-        regions = []
-        for text in (question, gpt):
-            parsed = parse_grounded(text, n=n, m=m, strict=False)
-            regions.extend(parsed.to_phrases())
-        return cls(
-            id=str(rid),
-            image=str(image),
-            task=Task(task),
-            question=question,
-            answer=gpt,
-            vqa_kind=VqaKind(vqa_kind) if vqa_kind is not None else None,
-            regions=tuple(regions),
-            grid=grid,
-        )
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:

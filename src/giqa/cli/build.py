@@ -4,6 +4,9 @@
 * ``giqa build export``: samples (run directories or files) -> LLaVA JSON, JSONL, Parquet or a
   Hugging Face ``datasets`` directory, optionally balancing the VQA part first.
 * ``giqa build stats``: the Table-1 statistics (Markdown or JSON) and the Fig. 6 PNG.
+
+Each step takes ``--config run.toml``: its ``[build.<step>]`` table gives defaults for the step's
+options (same names as the flags, with ``_`` for ``-``); flags given on the command line win.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import sys
 from typing import Any
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     p = subparsers.add_parser("build", help="assemble GIQA-160K: read sources, export, statistics",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="build_command", metavar="STEP")
@@ -31,13 +34,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--lenient", action="store_true", help="skip malformed records (listed in OUT.errors.jsonl)")
     s.add_argument("--min-words", type=int, default=20, help="shortest description kept (default: 20 words)")
     s.add_argument("--limit", type=int, default=None, help="at most this many items per source")
-    s.add_argument("--out", required=True, help="items JSONL (input of giqa des)")
+    s.add_argument("--out", default=None, help="items JSONL (input of giqa des)")
     s.set_defaults(func=_sources)
 
     e = sub.add_parser("export", help="write samples as LLaVA JSON, JSONL, Parquet or a HF datasets directory")
     e.add_argument("inputs", nargs="+", help="run directories (giqa des/vqa --out) or sample files")
-    e.add_argument("--to", required=True, choices=("llava", "jsonl", "parquet", "hf"))
-    e.add_argument("--out", required=True, help="output file (directory for --to hf)")
+    e.add_argument("--to", default=None, choices=("llava", "jsonl", "parquet", "hf"))
+    e.add_argument("--out", default=None, help="output file (directory for --to hf)")
     e.add_argument("--balance", action="store_true", help="balance the VQA samples (Yes = No, Yes/No = open)")
     e.add_argument("--seed", type=int, default=0, help="balancing seed (default: 0)")
     e.add_argument("--overwrite", action="store_true", help="replace an existing output")
@@ -52,7 +55,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="another series for the histogram, e.g. 'GIQA-Bench=bench.json' (repeatable)")
     t.add_argument("--bins", type=int, default=20, help="histogram bins on [0, 1] (default: 20)")
     t.set_defaults(func=_stats)
-    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+    for step, parser in (("sources", s), ("export", e), ("stats", t)):
+        parser.add_argument("--config", default=None, metavar="RUN.toml", help=f"defaults from its [build.{step}] table")
+        parser.set_defaults(_step=step, _parser=parser)
+    p.set_defaults(func=lambda args: _help(p))
+
+
+def _help(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def _configure(args: argparse.Namespace, *required: str) -> None:
+    """Apply ``--config``'s ``[build.<step>]`` defaults; check the options that must be set."""
+    from giqa.cli._run import apply_config_defaults
+    from giqa.errors import ConfigError
+
+    if args.config:
+        from giqa.pipeline.runconfig import load_run_config
+
+        values = load_run_config(args.config).build.get(args._step, {})
+        apply_config_defaults(args, args._parser, values, f"{args.config}: [build.{args._step}]")
+    missing = [name for name in required if getattr(args, name) is None]
+    if missing:
+        raise ConfigError(f"giqa build {args._step}: give {', '.join('--' + m.replace('_', '-') for m in missing)} "
+                          f"(or set it in [build.{args._step}] of --config)")
 
 
 def _load(paths: list[str]) -> list[Any]:
@@ -63,9 +90,10 @@ def _load(paths: list[str]) -> list[Any]:
 
 def _sources(args: argparse.Namespace) -> int:
     from giqa.data.dq495k import DQ495KReader
+    from giqa.data.io import write_jsonl_atomic
     from giqa.data.qpathway import QPathwayReader
-    from giqa.pipeline.records import write_jsonl_atomic
 
+    _configure(args, "out")
     if not args.qpathway and not args.dq495k:
         print("giqa build sources: give --qpathway and/or --dq495k files", file=sys.stderr)
         return 2
@@ -98,6 +126,7 @@ def _export(args: argparse.Namespace) -> int:
     from giqa.data.stats import dataset_stats
     from giqa.data.writers import export_samples
 
+    _configure(args, "to", "out")
     samples = _load(args.inputs)
     if args.balance:
         from giqa.pipeline.balance import balance_vqa
@@ -116,6 +145,7 @@ def _export(args: argparse.Namespace) -> int:
 def _stats(args: argparse.Namespace) -> int:
     from giqa.data.stats import box_area_histogram, dataset_stats
 
+    _configure(args)
     samples = _load(args.inputs)
     st = dataset_stats(samples, name=args.name)
     out = st.to_dict()
