@@ -262,6 +262,7 @@ class ImageTextBackend(HFBackend):
     """
 
     settings_cls = ImageTextSettings
+    settings: ImageTextSettings
 
     @property
     def image_aspect(self) -> str:

@@ -218,18 +218,18 @@ class SftCollator:
         out = dict(enc)
         out["labels"] = labels
         if self.max_length is not None and ids.shape[1] > self.max_length:
-            self._truncate(out, convs, min_prompt)
+            self._truncate(out, convs, min_prompt, self.max_length)
         return out
 
-    def _truncate(self, out: dict[str, Any], convs: list[Conversation], min_prompt: list[int]) -> None:
+    def _truncate(self, out: dict[str, Any], convs: list[Conversation], min_prompt: list[int], max_length: int) -> None:
         for conv, n in zip(convs, min_prompt):
-            if n >= self.max_length:
+            if n >= max_length:
                 raise ParseError(
                     f"record {conv.id!r}: its prompt alone is {n} tokens (image tokens included), at or above "
-                    f"max_length {self.max_length}; raise max_length"
+                    f"max_length {max_length}; raise max_length"
                 )
         if not self._warned_truncation:
-            log.warning("truncating rows longer than max_length=%d tokens (answers lose their tail)", self.max_length)
+            log.warning("truncating rows longer than max_length=%d tokens (answers lose their tail)", max_length)
             self._warned_truncation = True
         for key in ("input_ids", "attention_mask", "labels"):
-            out[key] = out[key][:, : self.max_length]
+            out[key] = out[key][:, : max_length]
