@@ -104,6 +104,7 @@ def test_bench_run_end_to_end_with_tiny_llava(tmp_path, tiny_llava_dir, capsys):
     assert rc == 0
     recs = [json.loads(l) for l in preds.read_text().splitlines()]
     assert len(recs) == 16 and all(r["random_weights"] for r in recs)
+    assert all(r["image_aspect"] == "pad" for r in recs)  # the VLM's image policy is recorded
     assert all(isinstance(r["answer"], str) for r in recs)
     rc = main(["bench", "score", str(preds), "--gt", str(BENCH), "--bootstrap", "20", "--out", str(tmp_path / "rep")])
     assert rc == 0

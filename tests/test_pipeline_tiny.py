@@ -45,6 +45,8 @@ def test_one_image_through_all_four_stages(tmp_path, backends):
     s = samples[0]
     assert s.provenance.random_weights is True
     assert s.provenance.models["detector"] == det.model_id and s.provenance.models["quality_filter"] == qf.model_id
+    # the filter's image policy (how its crops reached the vision tower) is in the provenance
+    assert s.provenance.extra["backends"]["quality_filter"] == {"image_aspect": qf.image_aspect} == {"image_aspect": "pad"}
     assert "[The dog on the left](<" in s.answer
 
 

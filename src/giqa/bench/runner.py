@@ -5,7 +5,8 @@ The bench run is a one-stage pipeline on the same base as DES and VQA
 :class:`BenchRecord` records and its ``answer`` stage asks the VLM (checked like every backend:
 a wrong object is a ConfigError at construction, a wrong number of answers stops the run).
 
-Output is JSONL, one ``{"id", "answer", "model", "random_weights"}`` per item, appended and
+Output is JSONL, one ``{"id", "answer", "model", "random_weights"}`` per item (plus what the VLM
+reports about how it ran, e.g. ``"image_aspect": "pad"``), appended and
 flushed (and fsynced) after every batch. A rerun with the same output file skips the ids
 already written (resume); a last line cut off by a crash is cut off and regenerated, other
 unreadable lines are skipped (:func:`giqa.data.io.iter_jsonl`). Images are read relative to
@@ -101,7 +102,7 @@ class BenchPipeline(Pipeline[BenchRecord, dict]):
         if record.answer is None:
             raise ValueError("the record was not answered")
         return [{"id": record.id, "answer": record.answer, "model": record.models.get(Role.vlm.value, "unknown"),
-                 "random_weights": record.random_weights}]
+                 "random_weights": record.random_weights, **record.backend_info.get(Role.vlm.value, {})}]
 
 
 def load_done(path: Union[str, Path]) -> set[str]:

@@ -503,7 +503,7 @@ class DesPipeline(Pipeline[DesRecord, Sample]):
             models=dict(r.models), prompts=dict(r.prompts),
             thresholds={"area_thr": cfg.area_thr, "cover_thr": cfg.cover_thr, "filter_threshold": cfg.filter_threshold},
             preset=self.preset, random_weights=r.random_weights, giqa_version=__version__, seed=cfg.seed,
-            extra={"tags_source": r.tags_source, "tags_dropped": r.tags_dropped,
+            extra={"tags_source": r.tags_source, "tags_dropped": r.tags_dropped, "backends": dict(r.backend_info),
                    "filter_all_rejected": cfg.filter_all_rejected, "run": self.provenance_config()},
         )
         return [Sample(

@@ -115,13 +115,16 @@ class Record:
     """What every record has. ``key``: SHA-256 of the input's content and the pipeline's
     fingerprint; ``id``: the sample id; ``error``: None, or why the record failed (a stage
     passes a failed record through untouched); ``input``: what ``errors.jsonl`` shows of the
-    input; ``models`` (role -> model id) and ``prompts`` (name -> version) for provenance."""
+    input; ``models`` (role -> model id), ``backend_info`` (role -> what else a backend reports
+    about how it ran, e.g. a LLaVA backend's ``image_aspect``) and ``prompts`` (name -> version)
+    for provenance."""
 
     key: str
     id: str
     image: Optional[str] = None
     error: Optional[StageError] = None
     models: dict[str, str] = field(default_factory=dict)
+    backend_info: dict[str, dict[str, Any]] = field(default_factory=dict)
     prompts: dict[str, str] = field(default_factory=dict)
     random_weights: bool = False
     input: dict[str, Any] = field(default_factory=dict)
@@ -150,6 +153,9 @@ class Record:
     def used(self: R, role: str, backend: Any, **changes: Any) -> R:
         """A copy noting ``backend``'s model id (and random weights) under ``role``, with ``changes``."""
         rw = self.random_weights or bool(getattr(backend, "random_weights", False))
+        info = backend_run_info(backend)
+        if info:
+            changes["backend_info"] = {**self.backend_info, role: info}
         return self.replace(models={**self.models, role: backend_model_id(backend)}, random_weights=rw, **changes)
 
     def with_prompt(self: R, name: str, version: str, **changes: Any) -> R:
@@ -162,6 +168,15 @@ class Record:
         err = self.error or StageError("?", "Error", "")
         return {"key": self.key, "id": self.id, "image": self.image, "stage": err.stage, "type": err.type,
                 "message": err.message, "input": dict(self.input)}
+
+
+def backend_run_info(backend: Any) -> dict[str, Any]:
+    """What ``backend.model_info()`` reports beyond its model id and random weights (e.g. the
+    ``image_aspect`` of a LLaVA-style backend); ``{}`` for a backend without ``model_info``."""
+    model_info = getattr(backend, "model_info", None)
+    if not callable(model_info):
+        return {}
+    return {k: v for k, v in dict(model_info()).items() if k not in ("model_id", "random_weights")}
 
 
 @dataclass(frozen=True, kw_only=True)

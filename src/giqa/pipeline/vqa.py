@@ -323,7 +323,9 @@ class VqaPipeline(Pipeline[VqaRecord, Sample]):
             models={**{f"des_{k}": v for k, v in des.models.items()}, **r.models},
             prompts={**des.prompts, **r.prompts}, thresholds=dict(des.thresholds), preset=self.preset,
             random_weights=r.random_weights or des.random_weights, giqa_version=__version__, seed=cfg.seed,
-            extra={"des_preset": des.preset, "qa_dropped": dict(r.qa_dropped), "run": self.provenance_config()},
+            extra={"des_preset": des.preset, "qa_dropped": dict(r.qa_dropped), "run": self.provenance_config(),
+                   "backends": {**{f"des_{k}": v for k, v in (des.extra.get("backends") or {}).items()},
+                                **r.backend_info}},
         )
         group = []
         for k, qa in enumerate(r.qa):
