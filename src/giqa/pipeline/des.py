@@ -98,22 +98,6 @@ def _load(record: dict[str, Any], config: DesConfig):
     return _IMAGES.get(record, config)
 
 
-def _mentioned(needle: str, haystack_cf: str) -> bool:
-    """``needle`` occurs case-insensitively in ``haystack_cf`` (already casefolded), word-bounded."""
-    n = needle.casefold()
-    if not n:
-        return False
-    start = haystack_cf.find(n)
-    while start != -1:
-        end = start + len(n)
-        before_ok = start == 0 or not haystack_cf[start - 1].isalnum()
-        after_ok = end == len(haystack_cf) or not haystack_cf[end].isalnum()
-        if before_ok and after_ok:
-            return True
-        start = haystack_cf.find(n, start + 1)
-    return False
-
-
 class TagStage(Stage):
     name = "tags"
     needs = ("llm",)
@@ -273,9 +257,9 @@ class RefineStage(Stage):
         import numpy as np
 
         from giqa.geometry import box_merge
+        from giqa.text import is_mentioned
 
         cfg = self.config
-        desc_cf = r["description"].casefold()
         regions = []
         for j, (tag, dets) in enumerate(zip(r.get("tags") or [], r.get("detections") or [])):
             boxes = [d["box"] for d in dets]
@@ -290,7 +274,7 @@ class RefineStage(Stage):
             merged, _ = box_merge(np.asarray(boxes, dtype=np.float64), area_thr=cfg.area_thr, cover_thr=cfg.cover_thr)
             # the description phrase T_r is written at its mention; the bare name if T_r is not verbatim
             mention = tag["phrase"]
-            if not _mentioned(mention, desc_cf) and _mentioned(tag["name"], desc_cf):
+            if not is_mentioned(mention, r["description"]) and is_mentioned(tag["name"], r["description"]):
                 mention = tag["name"]
             regions.append({
                 "phrase": mention,

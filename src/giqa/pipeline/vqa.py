@@ -6,8 +6,9 @@ Stages (record dicts to record dicts, see ``giqa.pipeline``):
    Yes/No and one for What/Which/Why/How questions, fed the description and the key objects
    (name and quality); the answers are JSON validated with pydantic (bounded retries).
 2. :class:`FilterStage` (``"filter"``): normalises and filters the pairs. Rule: a pair is kept
-   when its question or answer mentions a key object (its name or phrase, whole words, any
-   case) or a quality keyword (``VqaConfig.quality_keywords``, matched at word starts). Yes/No
+   when its question or answer mentions a key object (its name or phrase, by
+   :func:`giqa.text.is_mentioned`, the rule fusion and DES use) or a quality keyword
+   (``VqaConfig.quality_keywords``, matched at word starts). Yes/No
    answers must start with yes/no and become ``"Yes."``/``"No."``; open questions must start
    with What/Which/Why/How and have an answer of at most ``max_answer_words`` words.
    Duplicate questions (same text, any case) are dropped.
@@ -146,18 +147,20 @@ class FilterStage(Stage):
         self._quality = _word_pattern(self.config.quality_keywords, whole=False)
 
     def process(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        from giqa.text import is_mentioned
+
         out = []
         for r in records:
             r = dict(r)
             objs = _objects(r)
-            obj_pat = _word_pattern([o["name"] for o in objs] + [o["phrase"] for o in objs], whole=True)
+            names = list(dict.fromkeys([o["name"] for o in objs] + [o["phrase"] for o in objs]))
             kept, dropped, seen = [], {}, set()
             for qa in r.get("qa") or []:
                 reason, norm = self._normalise(qa)
                 if reason is None:
-                    text = f"{norm['question']} {norm['answer']}".casefold()
-                    on_object = bool(obj_pat and obj_pat.search(text))
-                    on_quality = bool(self._quality and self._quality.search(text))
+                    text = f"{norm['question']} {norm['answer']}"
+                    on_object = any(is_mentioned(name, text) for name in names)
+                    on_quality = bool(self._quality and self._quality.search(text.casefold()))
                     if not (on_object or on_quality):
                         reason = "unrelated"
                     elif norm["question"].casefold() in seen:
