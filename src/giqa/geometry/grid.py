@@ -65,6 +65,20 @@ def _py_cell(v: float, bounds: list, k: int) -> int:
     return c
 
 
+def _round_in_cell(v: float, bounds: list, k: int, decimals: int) -> float:
+    r = round(v, decimals)
+    if not (0.0 <= v <= 1.0):
+        return r
+    cell = _py_cell(v, bounds, k)
+    if _py_cell(r, bounds, k) == cell:
+        return r
+    step = 10.0**-decimals
+    for cand in (round(r - step, decimals), round(r + step, decimals)):
+        if 0.0 <= cand <= 1.0 and _py_cell(cand, bounds, k) == cell:
+            return cand
+    return v
+
+
 class GridCodec:
     """Encode boxes as ``(idx_l, idx_r)`` grid-cell pairs and decode them to cell centres.
 
@@ -199,6 +213,25 @@ class GridCodec:
         bxl, byl = self._bounds()
         row = [float(x1), float(y1), float(x2), float(y2)]
         return self._encode_py(row, bxl, byl, None)
+
+    def round_box(self, x1: float, y1: float, x2: float, y2: float, decimals: int = 6) -> tuple[float, float, float, float]:
+        """The box with each coordinate rounded to ``decimals`` places, none leaving its cell.
+
+        ``round(v, decimals)`` (exact decimal rounding, half to even) unless that carries ``v``
+        across a cell boundary of this grid (``v`` within half a unit of the last place below
+        a boundary ``j / k``); then the neighbouring ``decimals``-place value on ``v``'s side.
+        So :meth:`encode_box` gives the same cells before and after. Coordinates outside
+        ``[0, 1]`` are rounded plainly; on a grid finer than the precision (cells narrower than
+        ``2 * 10**-decimals``) a coordinate that cannot stay in its cell is kept unrounded.
+        """
+        bxl, byl = self._bounds()
+        n, m = self.n, self.m
+        return (
+            _round_in_cell(float(x1), bxl, n, decimals),
+            _round_in_cell(float(y1), byl, m, decimals),
+            _round_in_cell(float(x2), bxl, n, decimals),
+            _round_in_cell(float(y2), byl, m, decimals),
+        )
 
     def decode_pair(self, idx_l: int, idx_r: int) -> tuple[float, float, float, float]:
         """One pair ``<idx_l, idx_r>`` -> cell-centre box ``(x1, y1, x2, y2)`` as floats."""
