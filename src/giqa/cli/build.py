@@ -125,6 +125,9 @@ def _stats(args: argparse.Namespace) -> int:
     samples = _load(args.inputs)
     st = dataset_stats(samples, name=args.name)
     out = st.to_dict()
+    if st.warning:
+        print(st.warning, file=sys.stderr)
+        out["warning"] = st.warning
     if args.png:
         series: dict[str, Any] = {args.name: samples}
         for spec in args.compare:

@@ -8,12 +8,13 @@ Formats (one row per :class:`giqa.types.Sample`):
 
 * ``llava`` - one JSON list of LLaVA records ``{"id", "image", "conversations": [human, gpt]}``
   (what LLaVA / mPLUG-Owl2 training scripts read). With ``extra_fields=True`` (default) each
-  record also carries ``"task"``, ``"vqa_kind"`` and ``"vqa_mode"``, which those scripts ignore
-  and :func:`read_llava_json` uses to rebuild the sample.
+  record also carries ``"task"``, ``"vqa_kind"``, ``"vqa_mode"``, ``"source"`` (the sample's
+  ``meta["source"]``) and ``"random_weights"``, which those scripts ignore and
+  :func:`read_llava_json` uses to rebuild the sample.
 * ``jsonl`` - one full :class:`Sample` per line (``model_dump(mode="json")``): lossless.
 * ``parquet`` - flat columns ``id, image, task, vqa_kind, vqa_mode, question, answer,
-  description, source, conversations (list<struct<from, value>>)`` for browsing and filtering,
-  plus ``sample`` (the full sample as JSON) for a lossless read-back.
+  description, source, random_weights, conversations (list<struct<from, value>>)`` for browsing
+  and filtering, plus ``sample`` (the full sample as JSON) for a lossless read-back.
 * ``hf`` - the same table saved with ``datasets.Dataset.save_to_disk`` (``load_from_disk``
   opens it).
 
@@ -96,12 +97,19 @@ def _enum_value(v: Any) -> Optional[str]:
     return None if v is None else str(getattr(v, "value", v))
 
 
+def _source(sample: Sample) -> Optional[str]:
+    source = sample.meta.get("source") if isinstance(sample.meta, dict) else None
+    return source if isinstance(source, str) else None
+
+
 def _llava_record(sample: Sample, extra_fields: bool) -> dict[str, Any]:
     rec = sample.to_llava()
     if extra_fields:
         rec["task"] = _enum_value(sample.task)
         rec["vqa_kind"] = _enum_value(sample.vqa_kind)
         rec["vqa_mode"] = _enum_value(sample.vqa_mode)
+        rec["source"] = _source(sample)
+        rec["random_weights"] = sample.provenance.random_weights
     return rec
 
 
@@ -159,6 +167,7 @@ def _arrow_schema():
             ("answer", pa.string()),
             ("description", pa.string()),
             ("source", pa.string()),
+            ("random_weights", pa.bool_()),
             ("conversations", pa.list_(pa.struct([("from", pa.string()), ("value", pa.string())]))),
             ("sample", pa.string()),
         ]
@@ -186,8 +195,8 @@ def _arrow_batches(samples: Iterable[Sample], batch_rows: int = _ROW_BATCH) -> I
         cols["question"].append(s.question)
         cols["answer"].append(s.answer)
         cols["description"].append(s.description)
-        source = s.meta.get("source") if isinstance(s.meta, dict) else None
-        cols["source"].append(source if isinstance(source, str) else None)
+        cols["source"].append(_source(s))
+        cols["random_weights"].append(s.provenance.random_weights)
         cols["conversations"].append(llava["conversations"])
         cols["sample"].append(s.model_dump_json())
         if len(cols["id"]) >= batch_rows:
@@ -242,8 +251,15 @@ def _sample_from_llava(rec: Any, where: str) -> Sample:
     task, kind, mode = rec.get("task"), rec.get("vqa_kind"), rec.get("vqa_mode")
     try:
         s = Sample.from_llava(rec, task=Task(task) if task else None, vqa_kind=VqaKind(kind) if kind else None)
+        update: dict[str, Any] = {}
         if mode:
-            s = Sample.model_validate({**s.model_dump(), "vqa_mode": VqaMode(mode)})
+            update["vqa_mode"] = VqaMode(mode)
+        if isinstance(rec.get("source"), str):
+            update["meta"] = {**s.meta, "source": rec["source"]}
+        if rec.get("random_weights") is True:
+            update["provenance"] = {**s.provenance.model_dump(), "random_weights": True}
+        if update:
+            s = Sample.model_validate({**s.model_dump(), **update})
     except ParseError as exc:
         raise ParseError(f"{where}: {exc}") from exc
     except ValueError as exc:
@@ -297,7 +313,8 @@ def load_samples(path: PathLike) -> list[Sample]:
 
 
 def read_llava_json(path: PathLike) -> list[Sample]:
-    """Samples from a LLaVA JSON list (``task``/``vqa_kind``/``vqa_mode`` used when present)."""
+    """Samples from a LLaVA JSON list (``task``, ``vqa_kind``, ``vqa_mode``, ``source`` and
+    ``random_weights`` used when present)."""
     from giqa.data.jsonstream import iter_json_records
 
     return [_sample_from_llava(rec, f"{path}: record {i}") for i, rec in iter_json_records(path)]

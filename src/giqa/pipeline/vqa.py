@@ -34,6 +34,8 @@ from giqa.pipeline.stages import BackendSlot, Stage, generate_json, record_backe
 __all__ = ["VqaPipeline", "GenerateStage", "FilterStage", "GroundStage", "QAPair", "QAList"]
 
 OPEN_KINDS = ("what", "which", "why", "how")
+# DES sample meta fields every VQA sample made from it carries (per-source statistics).
+CARRIED_META = ("source", "source_id")
 
 
 class QAPair(BaseModel):
@@ -333,6 +335,7 @@ class VqaPipeline:
                 "tags": [t.model_dump(mode="json") for t in s.tags],
                 "des_provenance": s.provenance.model_dump(mode="json"),
                 "des_key": s.meta.get("key"),
+                "des_meta": {k: s.meta[k] for k in CARRIED_META if k in s.meta},
                 "error": None,
             }
             if s.task is not Task.des:
@@ -371,8 +374,8 @@ class VqaPipeline:
             if reg:
                 regions = (GroundedPhrase(phrase=reg["phrase"], boxes=tuple(reg["boxes"]),
                                           tag=Tag.model_validate(reg["tag"]) if reg.get("tag") else None),)
-            meta = {"key": r["key"], "record_id": r["id"], "des_id": r["id"], "des_key": r.get("des_key"),
-                    "object": qa.get("object")}
+            meta = {**(r.get("des_meta") or {}), "key": r["key"], "record_id": r["id"], "des_id": r["id"],
+                    "des_key": r.get("des_key"), "object": qa.get("object")}
             if qa["kind"] == "yes_no":
                 meta["answer_label"] = "yes" if qa["answer"].startswith("Yes") else "no"
             group.append(Sample(
