@@ -32,7 +32,10 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     s.add_argument("--root", default=None, help="DES image root; with --check-images each image must exist")
     s.add_argument("--check-images", action="store_true", help="check that every selected image exists")
     s.add_argument("--lenient", action="store_true", help="skip malformed records (listed in OUT.errors.jsonl)")
-    s.add_argument("--min-words", type=int, default=20, help="shortest description kept (default: 20 words)")
+    s.add_argument("--min-words", type=int, default=20,
+                   help="shortest description kept where a record's own type field does not decide (default: 20 words)")
+    s.add_argument("--keep-full-reference", action="store_true",
+                   help="also keep DQ-495K's full-reference records (quality_single_A, judged against a reference image)")
     s.add_argument("--limit", type=int, default=None, help="at most this many items per source")
     s.add_argument("--out", default=None, help="items JSONL (input of giqa des)")
     s.set_defaults(func=_sources)
@@ -104,18 +107,21 @@ def _sources(args: argparse.Namespace) -> int:
 
     readers = []
     common = dict(strict=not args.lenient, limit=args.limit, min_words=args.min_words)
-    for cls, files, prefix in ((QPathwayReader, args.qpathway, args.qpathway_prefix),
-                               (DQ495KReader, args.dq495k, args.dq495k_prefix)):
+    for cls, files, prefix, extra in ((QPathwayReader, args.qpathway, args.qpathway_prefix, {}),
+                                      (DQ495KReader, args.dq495k, args.dq495k_prefix,
+                                       {"keep_full_reference": args.keep_full_reference})):
         if files:
             root = Path(args.root) / prefix if args.root else None
-            readers.append(cls(files, image_root=root, check_images=args.check_images, image_prefix=prefix, **common))
+            readers.append(cls(files, image_root=root, check_images=args.check_images, image_prefix=prefix,
+                               **common, **extra))
     items = [it for r in readers for it in r]
     write_jsonl_atomic(args.out, items)
     errors = [e.to_dict() for r in readers for e in r.errors]
     if errors:
         write_jsonl_atomic(args.out + ".errors.jsonl", errors)
     report = {r.name: {"records": r.stats.records, "items": r.stats.items, "skipped": r.stats.skipped,
-                       "errors": r.stats.errors, "by_source": r.stats.by_source} for r in readers}
+                       "errors": r.stats.errors, "by_source": r.stats.by_source, "selected_by": r.stats.selected_by,
+                       "skipped_by": r.stats.skipped_by, "unknown_types": r.stats.unknown_types} for r in readers}
     print(json.dumps({"out": args.out, "items": len(items), "sources": report}, indent=2))
     if errors:
         print(f"{len(errors)} malformed record(s) skipped; see {args.out}.errors.jsonl", file=sys.stderr)
@@ -149,6 +155,9 @@ def _stats(args: argparse.Namespace) -> int:
     samples = _load(args.inputs)
     st = dataset_stats(samples, name=args.name)
     out = st.to_dict()
+    if st.warning:
+        print(st.warning, file=sys.stderr)
+        out["warning"] = st.warning
     if args.png:
         series: dict[str, Any] = {args.name: samples}
         for spec in args.compare:

@@ -300,14 +300,15 @@ SAMPLE_COLUMNS = ("key", "id", "image", "task", "vqa_kind", "vqa_mode", "questio
 
 def sample_schema() -> Any:
     """The Arrow schema of sample tables: flat columns to browse and filter, ``key`` (the record
-    key of a pipeline run, else null), LLaVA ``conversations``, and ``sample``, the full sample
+    key of a pipeline run, else null), ``random_weights`` (made by random-weight models), LLaVA
+    ``conversations``, and ``sample``, the full sample
     JSON (lossless read-back)."""
     pa = require("pyarrow", "scale")
     text = pa.string()
     return pa.schema([
         ("key", text), ("id", text), ("image", text), ("task", text), ("vqa_kind", text), ("vqa_mode", text),
         ("question", text), ("answer", text), ("description", text), ("source", text),
-        ("conversations", pa.list_(pa.struct([("from", text), ("value", text)]))), ("sample", text),
+        ("random_weights", pa.bool_()), ("conversations", pa.list_(pa.struct([("from", text), ("value", text)]))), ("sample", text),
     ])
 
 
@@ -326,6 +327,7 @@ def sample_record_batch(rows: Sequence[dict[str, Any]], lines: Optional[Sequence
         "key": [_opt_str(m.get("key")) for m in meta], "id": get("id"), "image": get("image"), "task": get("task"),
         "vqa_kind": get("vqa_kind"), "vqa_mode": get("vqa_mode"), "question": get("question"), "answer": get("answer"),
         "description": get("description"), "source": [_opt_str(m.get("source")) for m in meta],
+        "random_weights": [bool((r.get("provenance") or {}).get("random_weights", False)) for r in rows],
         "conversations": [[{"from": "human", "value": "<image>\n" + str(r.get("question", ""))},
                            {"from": "gpt", "value": str(r.get("answer", ""))}] for r in rows],
         "sample": texts,

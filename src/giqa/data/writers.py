@@ -8,11 +8,12 @@ Formats (one row per :class:`giqa.types.Sample`):
 
 * ``llava`` - one JSON list of LLaVA records ``{"id", "image", "conversations": [human, gpt]}``
   (what LLaVA / mPLUG-Owl2 training scripts read). With ``extra_fields=True`` (default) each
-  record also carries ``"task"``, ``"vqa_kind"`` and ``"vqa_mode"``, which those scripts ignore
-  and :func:`read_llava_json` uses to rebuild the sample.
+  record also carries ``"task"``, ``"vqa_kind"``, ``"vqa_mode"``, ``"source"`` (the sample's
+  ``meta["source"]``) and ``"random_weights"``, which those scripts ignore and
+  :func:`read_llava_json` uses to rebuild the sample.
 * ``jsonl`` - one full :class:`Sample` per line (``model_dump(mode="json")``): lossless.
 * ``parquet`` - :func:`giqa.data.io.sample_schema`: flat columns ``key, id, image, task,
-  vqa_kind, vqa_mode, question, answer, description, source, conversations
+  vqa_kind, vqa_mode, question, answer, description, source, random_weights, conversations
   (list<struct<from, value>>)`` for browsing and filtering, plus ``sample`` (the full sample as
   JSON) for a lossless read-back. The Ray runner's Parquet shards use the same schema.
 * ``hf`` - the same table saved with ``datasets.Dataset.save_to_disk`` (``load_from_disk``
@@ -64,12 +65,19 @@ def _enum_value(v: Any) -> Optional[str]:
     return None if v is None else str(getattr(v, "value", v))
 
 
+def _source(sample: Sample) -> Optional[str]:
+    source = sample.meta.get("source") if isinstance(sample.meta, dict) else None
+    return source if isinstance(source, str) else None
+
+
 def _llava_record(sample: Sample, extra_fields: bool) -> dict[str, Any]:
     rec = sample.to_llava()
     if extra_fields:
         rec["task"] = _enum_value(sample.task)
         rec["vqa_kind"] = _enum_value(sample.vqa_kind)
         rec["vqa_mode"] = _enum_value(sample.vqa_mode)
+        rec["source"] = _source(sample)
+        rec["random_weights"] = sample.provenance.random_weights
     return rec
 
 
@@ -209,9 +217,17 @@ def _sample_from_llava(rec: Any, where: str) -> Sample:
         raise ParseError(f"{where}: expected a JSON object, got {type(rec).__name__}")
     task, kind, mode = rec.get("task"), rec.get("vqa_kind"), rec.get("vqa_mode")
     try:
-        return sample_from_llava(rec, task=task or None, vqa_kind=kind or None, vqa_mode=mode or None)
+        s = sample_from_llava(rec, task=task or None, vqa_kind=kind or None, vqa_mode=mode or None)
+        update: dict[str, Any] = {}
+        if isinstance(rec.get("source"), str):
+            update["meta"] = {**s.meta, "source": rec["source"]}
+        if rec.get("random_weights") is True:
+            update["provenance"] = {**s.provenance.model_dump(), "random_weights": True}
+        if update:
+            s = Sample.model_validate({**s.model_dump(), **update})
     except ValueError as exc:  # ParseError and pydantic's ValidationError included
         raise ParseError(f"{where}: {exc}") from exc
+    return s
 
 
 def _sample_from_dict(rec: Any, where: str) -> Sample:
@@ -258,7 +274,8 @@ def load_samples(path: PathLike) -> list[Sample]:
 
 
 def read_llava_json(path: PathLike) -> list[Sample]:
-    """Samples from a LLaVA JSON list (``task``/``vqa_kind``/``vqa_mode`` used when present)."""
+    """Samples from a LLaVA JSON list (``task``, ``vqa_kind``, ``vqa_mode``, ``source`` and
+    ``random_weights`` used when present)."""
     from giqa.data.jsonstream import iter_json_records
 
     return [_sample_from_llava(rec, f"{path}: record {i}") for i, rec in iter_json_records(path)]

@@ -39,6 +39,7 @@ from giqa.pipeline.config import DesConfig
 from giqa.pipeline.inputs import ImageHasher, canonical, clean_text, item_repr, mark_id_clashes, progress_bar
 from giqa.pipeline.records import DesRecord, Region, content_key
 from giqa.pipeline.stages import Stage, generate_json
+from giqa.text.mentions import is_mentioned
 from giqa.types import Box, Effect, Sample, Tag
 
 if TYPE_CHECKING:
@@ -102,27 +103,10 @@ def clear_image_cache() -> None:
     _IMAGES.clear()
 
 
-def _mentioned(needle: str, haystack_cf: str) -> bool:
-    """``needle`` occurs case-insensitively in ``haystack_cf`` (already casefolded), word-bounded."""
-    n = needle.casefold()
-    if not n:
-        return False
-    start = haystack_cf.find(n)
-    while start != -1:
-        end = start + len(n)
-        before_ok = start == 0 or not haystack_cf[start - 1].isalnum()
-        after_ok = end == len(haystack_cf) or not haystack_cf[end].isalnum()
-        if before_ok and after_ok:
-            return True
-        start = haystack_cf.find(n, start + 1)
-    return False
-
-
 def _mention(tag: Tag, description: str) -> str:
     """The text written at the tag's mention: T_r when the description holds it, else the bare
     name when it does (else T_r, which fusion then skips)."""
-    desc_cf = description.casefold()
-    if not _mentioned(tag.phrase, desc_cf) and _mentioned(tag.name, desc_cf):
+    if not is_mentioned(tag.phrase, description) and is_mentioned(tag.name, description):
         return tag.name
     return tag.phrase
 

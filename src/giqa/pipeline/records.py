@@ -204,6 +204,7 @@ class VqaRecord(Record):
     tags: tuple[Tag, ...] = ()
     des_provenance: Provenance = field(default_factory=Provenance)
     des_key: Optional[str] = None
+    des_meta: dict[str, Any] = field(default_factory=dict)  # the DES sample's CARRIED_META (source, ...)
     qa: tuple[QAItem, ...] = ()
     qa_dropped: dict[str, int] = field(default_factory=dict)
     qa_ungrounded_dropped: int = 0

@@ -6,8 +6,9 @@ Stages (record dicts to record dicts, see ``giqa.pipeline``):
    Yes/No and one for What/Which/Why/How questions, fed the description and the key objects
    (name and quality); the answers are JSON validated with pydantic (bounded retries).
 2. :class:`FilterStage` (``"filter"``): normalises and filters the pairs. Rule: a pair is kept
-   when its question or answer mentions a key object (its name or phrase, whole words, any
-   case) or a quality keyword (``VqaConfig.quality_keywords``, matched at word starts). Yes/No
+   when its question or answer mentions a key object (its name or phrase, by
+   :func:`giqa.text.is_mentioned`, the rule fusion and DES use) or a quality keyword
+   (``VqaConfig.quality_keywords``, matched at word starts). Yes/No
    answers must start with yes/no and become ``"Yes."``/``"No."``; open questions must start
    with What/Which/Why/How and have an answer of at most ``max_answer_words`` words.
    Duplicate questions (same text, any case) are dropped.
@@ -34,6 +35,7 @@ from giqa.pipeline.config import VqaConfig
 from giqa.pipeline.inputs import clean_text, item_repr, mark_id_clashes
 from giqa.pipeline.records import QAItem, Region, VqaRecord, content_key
 from giqa.pipeline.stages import Stage, generate_json
+from giqa.text.mentions import is_mentioned
 from giqa.types import Sample
 
 if TYPE_CHECKING:
@@ -43,6 +45,8 @@ if TYPE_CHECKING:
 __all__ = ["VqaPipeline", "GenerateStage", "FilterStage", "GroundStage", "QAPair", "QAList"]
 
 OPEN_KINDS = ("what", "which", "why", "how")
+# DES sample meta fields every VQA sample made from it carries (per-source statistics).
+CARRIED_META = ("source", "source_id")
 
 
 class QAPair(BaseModel):
@@ -118,13 +122,15 @@ class GenerateStage(Stage[VqaRecord]):
         return out
 
 
-def _word_pattern(words: Iterable[str], *, whole: bool) -> Optional[re.Pattern[str]]:
-    """One alternation of escaped literals (no nested quantifiers: linear-time matching)."""
+def _prefix_pattern(words: Iterable[str]) -> Optional[re.Pattern[str]]:
+    """Any of ``words`` at the start of a word, case-folded: one alternation of escaped literals
+    (no nested quantifiers: linear-time matching). Quality keywords match word-prefix-wise on
+    purpose ("overexpos" finds "overexposed"); objects use :func:`giqa.text.is_mentioned`."""
     ws = sorted({w.casefold() for w in words if w and w.strip()}, key=len, reverse=True)
     if not ws:
         return None
     body = "|".join(re.escape(w) for w in ws)
-    return re.compile(rf"(?<!\w)(?:{body})" + (r"(?!\w)" if whole else ""))
+    return re.compile(rf"(?<!\w)(?:{body})")
 
 
 class FilterStage(Stage[VqaRecord]):
@@ -133,7 +139,7 @@ class FilterStage(Stage[VqaRecord]):
     def __init__(self, config: VqaConfig = VqaConfig(), *, batch_size: Optional[int] = None) -> None:
         super().__init__(batch_size=batch_size or config.filter_batch_size)
         self.config = config
-        self._quality = _word_pattern(config.quality_keywords, whole=False)
+        self._quality = _prefix_pattern(config.quality_keywords)
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -142,22 +148,22 @@ class FilterStage(Stage[VqaRecord]):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._quality = _word_pattern(self.config.quality_keywords, whole=False)
+        self._quality = _prefix_pattern(self.config.quality_keywords)
 
     def process(self, records: list[VqaRecord]) -> list[VqaRecord]:
         return [self._filter(r) for r in records]
 
     def _filter(self, r: VqaRecord) -> VqaRecord:
-        obj_pat = _word_pattern([_name(o) for o in r.objects] + [o.phrase for o in r.objects], whole=True)
+        names = list(dict.fromkeys([_name(o) for o in r.objects] + [o.phrase for o in r.objects]))
         kept: list[QAItem] = []
         dropped: dict[str, int] = {}
         seen: set[str] = set()
         for qa in r.qa:
             reason, norm = self._normalise(qa)
             if reason is None:
-                text = f"{norm.question} {norm.answer}".casefold()
-                on_object = bool(obj_pat and obj_pat.search(text))
-                on_quality = bool(self._quality and self._quality.search(text))
+                text = f"{norm.question} {norm.answer}"
+                on_object = any(is_mentioned(name, text) for name in names)
+                on_quality = bool(self._quality and self._quality.search(text.casefold()))
                 if not (on_object or on_quality):
                     reason = "unrelated"
                 elif norm.question.casefold() in seen:
@@ -306,6 +312,7 @@ class VqaPipeline(Pipeline[VqaRecord, Sample]):
             description=clean_text(s.description or strip_coordinates(s.answer)),
             objects=tuple(Region(phrase=g.phrase, boxes=g.boxes, tag=g.tag) for g in s.regions if g.boxes),
             tags=s.tags, des_provenance=s.provenance, des_key=s.meta.get("key"),
+            des_meta={k: s.meta[k] for k in CARRIED_META if k in s.meta},
         )
         if s.task is not Task.des:
             return rec.failed("input", ParseError(f"sample {s.id!r} is a {s.task.value} sample, not DES"))
@@ -332,8 +339,8 @@ class VqaPipeline(Pipeline[VqaRecord, Sample]):
             regions: tuple[GroundedPhrase, ...] = ()
             if qa.region is not None:
                 regions = (GroundedPhrase(phrase=qa.region.phrase, boxes=qa.region.boxes, tag=qa.region.tag),)
-            meta: dict[str, Any] = {"key": r.key, "record_id": r.id, "des_id": r.id, "des_key": r.des_key,
-                                    "object": qa.object}
+            meta: dict[str, Any] = {**r.des_meta, "key": r.key, "record_id": r.id, "des_id": r.id,
+                                    "des_key": r.des_key, "object": qa.object}
             if qa.kind == "yes_no":
                 meta["answer_label"] = "yes" if qa.answer.startswith("Yes") else "no"
             group.append(Sample(
