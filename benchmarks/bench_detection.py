@@ -1,169 +1,335 @@
-"""Batched Grounding DINO detection against one image and one phrase per forward pass.
+"""Grounding DINO detection: giqa's ``detect()`` against its peers, its time breakdown, and bf16 vs fp32.
 
-Same tiny random-weight Grounding DINO (giqa.models.tiny), same inputs (scikit-image photos,
-several describing phrases per image), same process. Modes:
+Inputs: the sample photos in ``examples/sample`` (repeated to ``--images``) with their
+hand-written tag phrases (4-6 per image); the issue's pessimistic load by default (thresholds
+0, at most 3 boxes per phrase). Models: ``--config tiny`` (giqa's tiny test model: 20 queries),
+``cpu`` (Grounding DINO-T: 900 queries, 6 + 6 layers, images at shortest edge 320) or
+``paper`` (Grounding DINO base at 800 x 1333), random weights (benchmarks/paper_configs.py).
 
-- ``giqa batched``: ``GroundingDinoDetector.detect(images, phrases)``: all phrases of an image
-  in one pass, up to ``batch_size`` images per pass (images grouped by preprocessed size, so
-  results equal one-image passes).
-- ``giqa batched, padded``: same with ``pad_batches=True`` (mixed sizes in one pass).
-- ``giqa one-by-one``: the same detector called once per (image, phrase).
-- ``giqa phrases batched, 1 image / pass``: ``batch_size=1``: all phrases of an image in one
-  pass, one image per pass (separates the two kinds of batching).
-- ``transformers one-by-one`` (the peer): the plain transformers recipe per (image, phrase):
-  ``processor(images=image, text=phrase)`` -> ``model(**inputs)`` ->
-  ``post_process_grounded_object_detection``.
+Sections (``--sections``, comma-separated):
 
-Run: ``.venv/bin/python benchmarks/bench_detection.py [--images 8] [--phrases 4] [--repeats 5]``
-Prints a Markdown table (median wall time of ``--repeats`` runs after one warm-up, modes interleaved).
+- ``modes``: batched ``detect()`` against one image and one phrase per forward pass, and the
+  peer: transformers' own recipe per (image, phrase) (``processor(images, text)`` ->
+  ``model`` -> ``post_process_grounded_object_detection``).
+- ``overhead``: ``detect()`` against **the model alone** on the same passes, preprocessed
+  beforehand (the issue's target: within 10% at the same precision), and where ``detect()``'s
+  time goes: inside the model's forward, in the image processor (in prefetch threads when
+  ``prefetch > 0``, so off the critical path), and the rest (planning, stacking,
+  post-processing, building detections).
+- ``dtype``: bfloat16 against float32 with the same weights: IoU of the boxes (every query's
+  box, and each phrase's best box) and the speed of each.
+
+Run (repository root): ``.venv/bin/python benchmarks/bench_detection.py [--config tiny]
+[--sections modes,overhead,dtype] [--images 12] [--repeats 5] [--threads 1]``. Prints
+Markdown tables: medians of ``--repeats`` runs after a warm-up, contenders interleaved.
+Works against older giqa versions too (settings they lack are left out), for before/after.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import json
 import os
 import platform
 import statistics
+import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-PHRASES = [
-    "the astronaut wearing a white suit",
-    "the blurry background",
-    "a cup of coffee on a saucer",
-    "the overexposed window",
-    "a cat lying on a blanket",
-    "the dark shadows",
-    "the rocket on the launch pad",
-    "the clear blue sky",
-]
+SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "sample"
 
 
-def _images(n: int):
-    import skimage.data as data
-    from PIL import Image, ImageOps
+def sample_workload(n: int, root: Path = SAMPLE):
+    """``(images, phrases, names)``: the sample photos repeated to ``n``, with their tag phrases."""
+    from PIL import Image
 
-    photos = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket()]
-    out = []
-    for i in range(n):
-        im = Image.fromarray(photos[i % len(photos)])
-        out.append(ImageOps.mirror(im) if (i // len(photos)) % 2 else im)
-    return out
+    tags = {}
+    for line in (root / "tags.jsonl").read_text().splitlines():
+        if line.strip():
+            item = json.loads(line)
+            tags[item["image"]] = [t["phrase"] for t in item["tags"]]
+    names = sorted(tags)
+    decoded = {name: Image.open(root / name).convert("RGB") for name in names}
+    picked = [names[i % len(names)] for i in range(n)]
+    return [decoded[p] for p in picked], [tags[p] for p in picked], picked
 
 
-def _time_all(fns: dict, repeats: int) -> dict:
-    """Median wall time of each function; runs interleaved round-robin so that load from other
-    processes hits every mode alike."""
+def make_detector(path, **settings):
+    """A loaded GroundingDinoDetector; settings this giqa version lacks are dropped."""
+    from giqa.models.grounding_dino import GroundingDinoDetector, GroundingDinoSettings
+
+    known = GroundingDinoSettings.model_fields
+    return GroundingDinoDetector(model_id=str(path), random_weights=True,
+                                 **{k: v for k, v in settings.items() if k in known}).load()
+
+
+def sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_all(fns: dict, repeats: int, device) -> dict:
+    """Median wall time of each function, run round-robin after one warm-up each."""
     for fn in fns.values():
-        fn()  # warm-up
+        fn()
     runs: dict = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
+            sync(device)
             t0 = time.perf_counter()
             fn()
+            sync(device)
             runs[name].append(time.perf_counter() - t0)
     return {name: statistics.median(r) for name, r in runs.items()}
 
 
+# -- the model alone on preprocessed passes --------------------------------------------------
+def preprocessed_passes(det, images, phrases, batch_size):
+    """The model inputs of ``detect()``'s passes, built beforehand (images grouped by shape)."""
+    import torch
+
+    ip, tok = det.processor.image_processor, det.processor.tokenizer
+    by_shape: dict = collections.defaultdict(list)
+    for i, im in enumerate(images):
+        pixels = ip(images=[im], return_tensors="pt")["pixel_values"][0]
+        by_shape[tuple(pixels.shape)].append((pixels, ". ".join(p.replace(".", " ").replace("?", " ") for p in phrases[i]) + "."))
+    passes = []
+    for group in by_shape.values():
+        for k in range(0, len(group), batch_size):
+            chunk = group[k:k + batch_size]
+            text = tok([t for _, t in chunk], padding=True, return_tensors="pt", return_token_type_ids=True)
+            pv = torch.stack([p for p, _ in chunk])
+            inputs = {**text, "pixel_values": pv, "pixel_mask": torch.ones(pv.shape[0], *pv.shape[2:], dtype=torch.long)}
+            inputs = {k: v.to(det.device) for k, v in inputs.items()}
+            inputs["pixel_values"] = inputs["pixel_values"].to(det.dtype)
+            passes.append(inputs)
+    return passes
+
+
+def run_model_alone(model, passes):
+    import torch
+
+    with torch.inference_mode():
+        return [model(**inputs) for inputs in passes]
+
+
+# -- where detect()'s time goes -----------------------------------------------------------------
+class PhaseClock:
+    """Seconds spent inside wrapped callables, per name, summed over all threads."""
+
+    def __init__(self) -> None:
+        self.seconds: collections.Counter = collections.Counter()
+        self._lock = threading.Lock()
+
+    def wrap(self, obj, attr: str, name: str) -> None:
+        fn = getattr(obj, attr)
+
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                with self._lock:
+                    self.seconds[name] += time.perf_counter() - t0
+
+        setattr(obj, attr, timed)
+
+
+def breakdown(det, images, phrases, repeats):
+    """Median wall of ``detect()`` and per-phase seconds (model forward, image processor, tokenizer)."""
+    clock = PhaseClock()
+    clock.wrap(det.model, "forward", "model forward")
+    # instance attributes: __call__ itself is looked up on the type, its callees on the instance
+    clock.wrap(det.processor.image_processor, "preprocess", "image processor")
+    tok = det.processor.tokenizer
+    clock.wrap(tok, next(a for a in ("_encode_plus", "_call_one", "encode_plus") if hasattr(tok, a)), "tokenizer")
+    det.detect(images, phrases)
+    walls, phases = [], []
+    for _ in range(repeats):
+        clock.seconds.clear()
+        sync(det.device)
+        t0 = time.perf_counter()
+        det.detect(images, phrases)
+        sync(det.device)
+        walls.append(time.perf_counter() - t0)
+        phases.append(dict(clock.seconds))
+    best = min(range(repeats), key=lambda r: abs(walls[r] - statistics.median(walls)))
+    return walls[best], phases[best]
+
+
+def section_overhead(det_args, images, phrases, args, models_dir):
+    import torch
+
+    det = make_detector(models_dir, **det_args)
+    serial = make_detector(models_dir, **{**det_args, "prefetch": 0})
+    passes = preprocessed_passes(det, images, phrases, det.settings.batch_size)
+    n = len(images)
+    times = time_all({
+        "model alone": lambda: run_model_alone(det.model, passes),
+        "detect": lambda: det.detect(images, phrases),
+        "detect serial": lambda: serial.detect(images, phrases),
+    }, args.repeats, det.device)
+    has_prefetch = "prefetch" in type(det.settings).model_fields
+    print(f"\n#### detect() against the model alone ({len(passes)} passes, batch {det.settings.batch_size}, "
+          f"{det.dtype}, {det.device})\n")
+    print("| contender | seconds | images / s | time / model alone |\n|---|---:|---:|---:|")
+    rows = [("model alone on preprocessed passes (peer)", "model alone"),
+            (f"giqa detect(){', prefetch ' + str(det.settings.prefetch) if has_prefetch else ''}", "detect")]
+    if has_prefetch:
+        rows.append(("giqa detect(), prefetch 0 (all in the caller's thread)", "detect serial"))
+    for label, key in rows:
+        print(f"| {label} | {times[key]:.3f} | {n / times[key]:.2f} | {times[key] / times['model alone']:.3f} |")
+    wall, phases = breakdown(det, images, phrases, args.repeats)
+    fw = phases.get("model forward", 0.0)
+    pre = phases.get("image processor", 0.0)
+    tok = phases.get("tokenizer", 0.0)
+    off_path = pre if has_prefetch and det.settings.prefetch > 0 else 0.0
+    rest = wall - fw - (pre - off_path) - tok
+    print(f"\n#### Where detect()'s {wall * 1e3:.0f} ms go ({n} images)\n")
+    print("| phase | ms | ms / image | share of wall |\n|---|---:|---:|---:|")
+    for label, sec in [("model forward (inside the model)", fw),
+                       ("image processor" + (" (prefetch threads, overlapped)" if off_path else " (caller's thread)"), pre),
+                       ("tokenizer", tok), ("rest: planning, stacking, post-processing, Detection objects", rest)]:
+        print(f"| {label} | {sec * 1e3:.1f} | {sec / n * 1e3:.2f} | {sec / wall * 100:.1f}% |")
+    del det, serial, passes
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+# -- bf16 against fp32 -----------------------------------------------------------------------------
+def box_ious(a, b):
+    """Element-wise IoU of two ``(N, 4)`` xyxy arrays; two equal zero-area boxes count as 1."""
+    import numpy as np
+
+    a, b = np.asarray(a, dtype=np.float64).reshape(-1, 4), np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    iw = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
+    ih = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
+    inter = iw * ih
+    union = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]) + (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) - inter
+    same = np.all(a == b, axis=1)
+    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), same.astype(np.float64))
+
+
+def _xyxy(cxcywh):
+    """Unclipped xyxy of the model's boxes (the raw regression, before giqa clips to the image)."""
+    import torch
+
+    cx, cy, w, h = cxcywh.float().unbind(-1)
+    return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], -1).reshape(-1, 4).cpu().numpy()
+
+
+def section_dtype(det_args, images, phrases, args, models_dir):
+    import numpy as np
+
+    fp32 = make_detector(models_dir, **{**det_args, "dtype": "float32"})
+    bf16 = make_detector(models_dir, **{**det_args, "dtype": "bfloat16"})
+    bf16.model.load_state_dict(fp32.model.state_dict())  # the same weights, rounded
+    p32 = preprocessed_passes(fp32, images, phrases, fp32.settings.batch_size)
+    p16 = preprocessed_passes(bf16, images, phrases, bf16.settings.batch_size)
+    q_iou = np.concatenate([box_ious(_xyxy(a.pred_boxes), _xyxy(b.pred_boxes))
+                            for a, b in zip(run_model_alone(fp32.model, p32), run_model_alone(bf16.model, p16))])
+    d32, d16 = fp32.detect(images, phrases), bf16.detect(images, phrases)
+    best = [(a[0], b[0]) for pa, pb in zip(d32, d16) for a, b in zip(pa, pb) if a and b]
+    top_iou = box_ious([a.box.as_tuple() for a, _ in best], [b.box.as_tuple() for _, b in best])
+    score_diff = np.abs([a.score - b.score for a, b in best])
+    times = time_all({
+        "model fp32": lambda: run_model_alone(fp32.model, p32), "model bf16": lambda: run_model_alone(bf16.model, p16),
+        "detect fp32": lambda: fp32.detect(images, phrases), "detect bf16": lambda: bf16.detect(images, phrases),
+    }, args.repeats, fp32.device)
+    n = len(images)
+    print(f"\n#### bfloat16 against float32, same weights ({n} images, {len(best)} phrases, {fp32.device})\n")
+    print("| boxes compared | n | mean IoU | median | 5th percentile | share IoU >= 0.9 | share IoU >= 0.5 |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for label, v in [("every query's box (same query)", q_iou), ("each phrase's best box", top_iou)]:
+        print(f"| {label} | {len(v)} | {v.mean():.4f} | {np.median(v):.4f} | {np.percentile(v, 5):.4f} | "
+              f"{(v >= 0.9).mean():.3f} | {(v >= 0.5).mean():.3f} |")
+    print(f"\nbest box's score: mean |fp32 - bf16| = {score_diff.mean():.4f}, max {score_diff.max():.4f}\n")
+    print("| contender | seconds | images / s | bf16 speed-up |\n|---|---:|---:|---:|")
+    for what in ("model", "detect"):
+        t32, t16 = times[f"{what} fp32"], times[f"{what} bf16"]
+        label = "model alone" if what == "model" else "giqa detect()"
+        print(f"| {label}, float32 | {t32:.3f} | {n / t32:.2f} | |")
+        print(f"| {label}, bfloat16 | {t16:.3f} | {n / t16:.2f} | {t32 / t16:.2f}x |")
+
+
+# -- batching modes against the transformers recipe ---------------------------------------------
+def section_modes(det_args, images, phrases, args, models_dir):
+    import torch
+
+    n_pairs = sum(len(p) for p in phrases)
+    batched = make_detector(models_dir, **det_args)
+    padded = make_detector(models_dir, **{**det_args, "pad_batches": True})
+    per_image = make_detector(models_dir, **{**det_args, "batch_size": 1})
+    proc, model = batched.processor, batched.model
+
+    def transformers_one_by_one():
+        for im, ps in zip(images, phrases):
+            for p in ps:
+                inputs = proc(images=im, text=p + ".", return_tensors="pt").to(batched.device)
+                with torch.inference_mode():
+                    outputs = model(**inputs)
+                proc.post_process_grounded_object_detection(outputs, inputs["input_ids"], threshold=0.0,
+                                                            text_threshold=0.0, target_sizes=[im.size[::-1]])
+
+    modes = {
+        "transformers one-by-one (peer)": transformers_one_by_one,
+        "giqa one-by-one": lambda: [batched.detect([im], [[p]]) for im, ps in zip(images, phrases) for p in ps],
+        "giqa phrases batched, 1 image / pass": lambda: per_image.detect(images, phrases),
+        "giqa batched (grouped by size)": lambda: batched.detect(images, phrases),
+        "giqa batched, padded": lambda: padded.detect(images, phrases),
+    }
+    times = time_all(modes, args.repeats, batched.device)
+    peer = times["transformers one-by-one (peer)"]
+    print(f"\n#### Batching: {len(images)} images x {n_pairs / len(images):.1f} phrases ({n_pairs} pairs)\n")
+    print("| mode | time (ms) | pairs / s | speed-up vs peer |\n|---|---:|---:|---:|")
+    for name in modes:
+        print(f"| {name} | {times[name] * 1e3:.1f} | {n_pairs / times[name]:.1f} | {peer / times[name]:.2f}x |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--images", type=int, default=8)
-    ap.add_argument("--phrases", type=int, default=4, help="phrases per image")
-    ap.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
+    ap.add_argument("--config", choices=("tiny", "cpu", "paper"), default="tiny")
+    ap.add_argument("--sections", default="modes,overhead,dtype")
+    ap.add_argument("--images", type=int, default=None, help="images (default: 24 tiny, 6 cpu, 48 paper)")
+    ap.add_argument("--batch-size", type=int, default=None, help="images per pass (default 8; 4 on cpu)")
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: stable timings on a shared machine)")
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: stable on a shared machine)")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--bert-vocab", default=None, help="bert-base-uncased vocab.txt (cpu/paper configs)")
     args = ap.parse_args()
 
     import torch
     import transformers
 
-    from giqa.models.grounding_dino import GroundingDinoDetector
-    from giqa.models.tiny import build_tiny_grounding_dino
+    import paper_configs as pc
 
     torch.set_num_threads(args.threads)
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
-    images = _images(args.images)
-    phrases = [[PHRASES[(i + k) % len(PHRASES)] for k in range(args.phrases)] for i in range(args.images)]
-    n_pairs = args.images * args.phrases
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = build_tiny_grounding_dino(Path(tmp) / "gdino")
-        det = GroundingDinoDetector(model_id=str(path), batch_size=args.batch_size).load()
-        padded = GroundingDinoDetector(model_id=str(path), batch_size=args.batch_size, pad_batches=True).load()
-        proc = transformers.AutoProcessor.from_pretrained(path)
-        model = transformers.GroundingDinoForObjectDetection.from_pretrained(path).eval()
-
-        def giqa_batched():
-            return det.detect(images, phrases)
-
-        def giqa_padded():
-            return padded.detect(images, phrases)
-
-        def giqa_one_by_one():
-            return [[det.detect([im], [[p]])[0][0] for p in ps] for im, ps in zip(images, phrases)]
-
-        def transformers_one_by_one():
-            out = []
-            for im, ps in zip(images, phrases):
-                for p in ps:
-                    inputs = proc(images=im, text=p + ".", return_tensors="pt")
-                    with torch.inference_mode():
-                        outputs = model(**inputs)
-                    out.append(
-                        proc.post_process_grounded_object_detection(
-                            outputs, inputs["input_ids"], threshold=0.35, text_threshold=0.25,
-                            target_sizes=[im.size[::-1]],
-                        )
-                    )
-            return out
-
-        per_image = GroundingDinoDetector(model_id=str(path), batch_size=1).load()
-
-        def giqa_phrases_batched():
-            return per_image.detect(images, phrases)
-
-        res = giqa_batched()
-        if [len(r) for r in res] != [len(p) for p in phrases]:
-            raise SystemExit("batched detection returned the wrong structure")
-
-        modes = [
-            ("transformers one-by-one (peer)", transformers_one_by_one, n_pairs),
-            ("giqa one-by-one", giqa_one_by_one, n_pairs),
-            ("giqa phrases batched, 1 image / pass", giqa_phrases_batched, None),
-            ("giqa batched (grouped by size)", giqa_batched, None),
-            ("giqa batched, padded", giqa_padded, None),
-        ]
-        times = _time_all({name: fn for name, fn, _ in modes}, args.repeats)
-        passes = {
-            "transformers one-by-one (peer)": n_pairs,
-            "giqa one-by-one": n_pairs,
-            "giqa phrases batched, 1 image / pass": _passes(per_image, images, phrases),
-            "giqa batched (grouped by size)": _passes(det, images, phrases),
-            "giqa batched, padded": _passes(padded, images, phrases),
-        }
-
-    peer = times["transformers one-by-one (peer)"]
-    print(f"Grounding DINO detection, tiny random-weight model, {args.images} images x {args.phrases} phrases "
-          f"({n_pairs} image-phrase pairs), batch size {args.batch_size}, median of {args.repeats}, "
-          f"torch threads {args.threads}, {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"transformers {transformers.__version__}\n")
-    print("| mode | forward passes | time (ms) | pairs / s | speed-up vs peer |")
-    print("|---|---:|---:|---:|---:|")
-    for name, _, _ in modes:
-        t = times[name]
-        print(f"| {name} | {passes[name]} | {t * 1e3:.1f} | {n_pairs / t:.1f} | {peer / t:.2f}x |")
-
-
-def _passes(det, images, phrases) -> int:
-    jobs = det._jobs(phrases)
-    pixels = det._pixels(images, sorted({i for i, _, _ in jobs}))
-    groups = det._groups(jobs, pixels)
-    size = det.settings.batch_size
-    return sum((len(g) + size - 1) // size for g in groups)
+    n = args.images or {"tiny": 24, "cpu": 6, "paper": 48}[args.config]
+    images, phrases, _ = sample_workload(n)
+    det_args = dict(box_threshold=0.0, text_threshold=0.0, max_detections=3, device=args.device,
+                    batch_size=args.batch_size or (4 if args.config == "cpu" else 8))
+    print(f"Grounding DINO ({args.config} config, random weights), {n} sample images, "
+          f"{sum(map(len, phrases))} phrases, thresholds 0, <= 3 boxes per phrase; median of {args.repeats}; "
+          f"torch threads {args.threads}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"torch {torch.__version__}, transformers {transformers.__version__}, "
+          f"load average {os.getloadavg()[0]:.2f}")
+    sections = {"modes": section_modes, "overhead": section_overhead, "dtype": section_dtype}
+    with tempfile.TemporaryDirectory() as tmp, pc.random_init():
+        path = pc.build_grounding_dino(Path(tmp) / "gd", args.config, bert_vocab=pc.bert_vocab_file(args.bert_vocab))
+        for name in args.sections.split(","):
+            sections[name.strip()](det_args, images, phrases, args, path)
+    print(f"\n(load average at the end: {os.getloadavg()[0]:.2f})")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 A backend's work on a batch has a CPU half (decode, resize, normalise, tokenise, copy to the
 device) and a device half (the forward pass). :class:`Prefetcher` runs the CPU half of the
 next ``depth`` batches in a small thread pool while the caller runs the device half of the
-current one, and hands the results back **in order**::
+current one, and hands the results back **in order** (the first batch is prepared in the
+caller's thread, so a single batch never waits on a thread hand-off)::
 
     with Prefetcher(prepare, batches, depth=2) as prepared:
         for batch, inputs in prepared:
@@ -23,11 +24,12 @@ from __future__ import annotations
 
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable, Generic, Iterable, Iterator, Optional, TypeVar
+from typing import Any, Callable, Generic, Iterable, Iterator, Optional, TypeVar
 
 __all__ = ["Prefetcher"]
 
 T = TypeVar("T")
+_NOTHING: Any = object()
 R = TypeVar("R")
 
 
@@ -68,7 +70,11 @@ class Prefetcher(Generic[T, R]):
             for item in self._items:
                 yield item, self._prepare(item)
             return
-        self._fill()
+        first = next(self._items, _NOTHING)
+        if first is _NOTHING:
+            return
+        self._fill()  # the next `depth` items start in the pool ...
+        yield first, self._prepare(first)  # ... while the caller prepares the first: nothing to wait for
         while self._pending:
             item, future = self._pending.popleft()
             self._fill()  # keep `depth` items in flight while the caller works on this one
