@@ -18,6 +18,9 @@ Sections (``--sections``, comma-separated):
   post-processing, building detections).
 - ``dtype``: bfloat16 against float32 with the same weights: IoU of the boxes (every query's
   box, and each phrase's best box) and the speed of each.
+- ``instant``: ``detect()`` around an instant stand-in for the model (outputs of the real
+  shapes, ``--queries`` 900 x 256 text positions, made at once): giqa's own time per image,
+  free of the model's noise (not in the default sections).
 
 Run (repository root): ``.venv/bin/python benchmarks/bench_detection.py [--config tiny]
 [--sections modes,overhead,dtype] [--images 12] [--repeats 5] [--threads 1]``. Prints
@@ -124,7 +127,7 @@ def run_model_alone(model, passes):
 
 # -- where detect()'s time goes -----------------------------------------------------------------
 class PhaseClock:
-    """Seconds spent inside wrapped callables, per name, summed over all threads."""
+    """Seconds spent inside wrapped callables, per name; ``name (other threads)`` off the main thread."""
 
     def __init__(self) -> None:
         self.seconds: collections.Counter = collections.Counter()
@@ -138,20 +141,29 @@ class PhaseClock:
             try:
                 return fn(*args, **kwargs)
             finally:
+                where = "" if threading.current_thread() is threading.main_thread() else " (other threads)"
                 with self._lock:
-                    self.seconds[name] += time.perf_counter() - t0
+                    self.seconds[name + where] += time.perf_counter() - t0
 
         setattr(obj, attr, timed)
 
 
 def breakdown(det, images, phrases, repeats):
-    """Median wall of ``detect()`` and per-phase seconds (model forward, image processor, tokenizer)."""
+    """Median wall of ``detect()`` and per-phase seconds, found by wrapping the pieces it calls:
+    the model's forward, the image processor, the tokenizer, and (where this giqa version has
+    them) pixel stacking and post-processing."""
+    import giqa.models.grounding_dino as gd
+
     clock = PhaseClock()
     clock.wrap(det.model, "forward", "model forward")
     # instance attributes: __call__ itself is looked up on the type, its callees on the instance
     clock.wrap(det.processor.image_processor, "preprocess", "image processor")
     tok = det.processor.tokenizer
     clock.wrap(tok, next(a for a in ("_encode_plus", "_call_one", "encode_plus") if hasattr(tok, a)), "tokenizer")
+    for owner, attr, name in [(det, "_stack", "stacking pixels"), (gd, "select_detections", "post-processing"),
+                              (det, "_boxes", "post-processing"), (det, "_collect", "building Detection objects")]:
+        if hasattr(owner, attr):
+            clock.wrap(owner, attr, name)
     det.detect(images, phrases)
     walls, phases = [], []
     for _ in range(repeats):
@@ -166,65 +178,129 @@ def breakdown(det, images, phrases, repeats):
     return walls[best], phases[best]
 
 
+def print_breakdown(wall, phases, n, label) -> None:
+    """The main thread's wall split into the wrapped phases and the rest; other threads' time apart."""
+    main = {k: v for k, v in phases.items() if not k.endswith("(other threads)")}
+    rest = wall - sum(main.values())
+    print(f"\n#### Where the {wall * 1e3:.0f} ms of {label} go ({n} images)\n")
+    print("| phase | ms | ms / image | share of wall |\n|---|---:|---:|---:|")
+    rows = sorted(main.items(), key=lambda kv: -kv[1]) + [("rest: planning, prompts, Python around the calls", rest)]
+    rows += [(f"{k}, overlapped (not in the wall)", v) for k, v in phases.items() if k.endswith("(other threads)")]
+    for name, sec in rows:
+        print(f"| {name} | {sec * 1e3:.1f} | {sec / n * 1e3:.2f} | {sec / wall * 100:.1f}% |")
+
+
 def section_overhead(det_args, images, phrases, args, models_dir):
     import torch
 
-    det = make_detector(models_dir, **det_args)
-    serial = make_detector(models_dir, **{**det_args, "prefetch": 0})
-    passes = preprocessed_passes(det, images, phrases, det.settings.batch_size)
+    from giqa.models.grounding_dino import GroundingDinoSettings
+
     n = len(images)
-    times = time_all({
-        "model alone": lambda: run_model_alone(det.model, passes),
-        "detect": lambda: det.detect(images, phrases),
-        "detect serial": lambda: serial.detect(images, phrases),
-    }, args.repeats, det.device)
-    has_prefetch = "prefetch" in type(det.settings).model_fields
-    print(f"\n#### detect() against the model alone ({len(passes)} passes, batch {det.settings.batch_size}, "
-          f"{det.dtype}, {det.device})\n")
+    if "prefetch" in GroundingDinoSettings.model_fields:
+        dets = {f"giqa detect(), prefetch {k}": make_detector(models_dir, **{**det_args, "prefetch": k}) for k in (0, 2)}
+    else:  # a giqa version before prefetching
+        dets = {"giqa detect()": make_detector(models_dir, **det_args)}
+    first = next(iter(dets.values()))
+    passes = preprocessed_passes(first, images, phrases, first.settings.batch_size)
+    contenders = {"model alone on preprocessed passes (peer)": lambda: run_model_alone(first.model, passes)}
+    contenders.update({label: (lambda d=d: d.detect(images, phrases)) for label, d in dets.items()})
+    times = time_all(contenders, args.repeats, first.device)
+    peer = times["model alone on preprocessed passes (peer)"]
+    print(f"\n#### detect() against the model alone ({len(passes)} passes, batch {first.settings.batch_size}, "
+          f"{first.dtype}, {first.device})\n")
     print("| contender | seconds | images / s | time / model alone |\n|---|---:|---:|---:|")
-    rows = [("model alone on preprocessed passes (peer)", "model alone"),
-            (f"giqa detect(){', prefetch ' + str(det.settings.prefetch) if has_prefetch else ''}", "detect")]
-    if has_prefetch:
-        rows.append(("giqa detect(), prefetch 0 (all in the caller's thread)", "detect serial"))
-    for label, key in rows:
-        print(f"| {label} | {times[key]:.3f} | {n / times[key]:.2f} | {times[key] / times['model alone']:.3f} |")
-    wall, phases = breakdown(det, images, phrases, args.repeats)
-    fw = phases.get("model forward", 0.0)
-    pre = phases.get("image processor", 0.0)
-    tok = phases.get("tokenizer", 0.0)
-    off_path = pre if has_prefetch and det.settings.prefetch > 0 else 0.0
-    rest = wall - fw - (pre - off_path) - tok
-    print(f"\n#### Where detect()'s {wall * 1e3:.0f} ms go ({n} images)\n")
-    print("| phase | ms | ms / image | share of wall |\n|---|---:|---:|---:|")
-    for label, sec in [("model forward (inside the model)", fw),
-                       ("image processor" + (" (prefetch threads, overlapped)" if off_path else " (caller's thread)"), pre),
-                       ("tokenizer", tok), ("rest: planning, stacking, post-processing, Detection objects", rest)]:
-        print(f"| {label} | {sec * 1e3:.1f} | {sec / n * 1e3:.2f} | {sec / wall * 100:.1f}% |")
-    del det, serial, passes
+    for label, t in times.items():
+        print(f"| {label} | {t:.3f} | {n / t:.2f} | {t / peer:.3f} |")
+    for label, d in dets.items():
+        print_breakdown(*breakdown(d, images, phrases, args.repeats), n, label)
+    del dets, first, passes
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
 
 
+class InstantModel:
+    """Stands in for ``model.forward``: outputs of the real shapes at once, so that only giqa's own
+    work is timed. Logits ``(B, queries, max_text_len)`` are random where the prompt has tokens and
+    ``-inf`` past it (as the model masks them); boxes are random cxcywh."""
+
+    def __init__(self, queries: int, max_text_len: int) -> None:
+        self.queries, self.max_text_len, self._cache = queries, max_text_len, {}
+
+    def __call__(self, input_ids=None, pixel_values=None, **kwargs):
+        import types
+
+        import torch
+
+        b, t = input_ids.shape
+        if (b, t) not in self._cache:
+            gen = torch.Generator().manual_seed(b * 1000 + t)
+            logits = torch.randn(b, self.queries, self.max_text_len, generator=gen) * 2
+            logits[..., t:] = float("-inf")
+            boxes = torch.rand(b, self.queries, 4, generator=gen) * 0.5 + 0.25
+            self._cache[(b, t)] = (logits.to(pixel_values.device, pixel_values.dtype),
+                                   boxes.to(pixel_values.device, pixel_values.dtype))
+        logits, boxes = self._cache[(b, t)]
+        return types.SimpleNamespace(logits=logits, pred_boxes=boxes, input_ids=input_ids)
+
+
+def section_instant(det_args, images, phrases, args, models_dir):
+    """detect() around an instant model: giqa's own time per image (preprocessing and the rest)."""
+    from giqa.models.grounding_dino import GroundingDinoSettings
+
+    det = make_detector(models_dir, **{**det_args, **({"prefetch": 0} if "prefetch" in GroundingDinoSettings.model_fields else {})})
+    det.model.forward = InstantModel(args.queries, int(getattr(det.model.config, "max_text_len", 256)))
+    print(f"\n#### giqa's own time: detect() around an instant model ({args.queries} queries x "
+          f"{det.max_text_len} text positions, batch {det.settings.batch_size}, no prefetch threads)")
+    print_breakdown(*breakdown(det, images, phrases, args.repeats), len(images), "detect() with an instant model")
+
+
 # -- bf16 against fp32 -----------------------------------------------------------------------------
 def box_ious(a, b):
-    """Element-wise IoU of two ``(N, 4)`` xyxy arrays; two equal zero-area boxes count as 1."""
+    """Pairwise IoU ``(N, M)`` of two xyxy arrays; two equal zero-area boxes count as 1."""
     import numpy as np
 
-    a, b = np.asarray(a, dtype=np.float64).reshape(-1, 4), np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    iw = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
-    ih = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
+    a, b = np.asarray(a, dtype=np.float64).reshape(-1, 1, 4), np.asarray(b, dtype=np.float64).reshape(1, -1, 4)
+    iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+    ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
     inter = iw * ih
-    union = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]) + (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) - inter
-    same = np.all(a == b, axis=1)
+    union = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1]) + (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1]) - inter
+    same = np.all(a == b, axis=-1)
     return np.where(union > 0, inter / np.where(union > 0, union, 1.0), same.astype(np.float64))
 
 
 def _xyxy(cxcywh):
-    """Unclipped xyxy of the model's boxes (the raw regression, before giqa clips to the image)."""
+    """Per image, the unclipped xyxy of the model's boxes ``(Q, 4)`` (the raw regression)."""
     import torch
 
     cx, cy, w, h = cxcywh.float().unbind(-1)
-    return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], -1).reshape(-1, 4).cpu().numpy()
+    return list(torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], -1).cpu().numpy())
+
+
+def dtype_drift(out32, out16, det32, det16):
+    """IoU figures of bf16 against fp32: ``{label: array}``.
+
+    - every fp32 query's box against the nearest bf16 box of the same image (bf16 may pick
+      other encoder proposals, so query ``q`` need not be the same proposal in both);
+    - the same query index in both (proposal selection and regression together);
+    - each phrase's best box: fp32's against bf16's best, and against the nearest of bf16's top 3.
+    """
+    import numpy as np
+
+    nearest, same = [], []
+    for a, b in zip(out32, out16):
+        for qa, qb in zip(_xyxy(a.pred_boxes), _xyxy(b.pred_boxes)):
+            m = box_ious(qa, qb)
+            nearest.append(m.max(axis=1))
+            same.append(np.diag(m))
+    pairs = [(a, b) for pa, pb in zip(det32, det16) for a, b in zip(pa, pb) if a and b]
+    top1 = [box_ious(a[0].box.as_tuple(), b[0].box.as_tuple())[0, 0] for a, b in pairs]
+    top3 = [box_ious(a[0].box.as_tuple(), [d.box.as_tuple() for d in b]).max() for a, b in pairs]
+    return {
+        "every query's box, nearest bf16 box": np.concatenate(nearest),
+        "every query's box, same query index": np.concatenate(same),
+        "each phrase's best box, bf16's best": np.asarray(top1),
+        "each phrase's best box, nearest of bf16's top 3": np.asarray(top3),
+    }, np.abs([a[0].score - b[0].score for a, b in pairs])
 
 
 def section_dtype(det_args, images, phrases, args, models_dir):
@@ -235,21 +311,17 @@ def section_dtype(det_args, images, phrases, args, models_dir):
     bf16.model.load_state_dict(fp32.model.state_dict())  # the same weights, rounded
     p32 = preprocessed_passes(fp32, images, phrases, fp32.settings.batch_size)
     p16 = preprocessed_passes(bf16, images, phrases, bf16.settings.batch_size)
-    q_iou = np.concatenate([box_ious(_xyxy(a.pred_boxes), _xyxy(b.pred_boxes))
-                            for a, b in zip(run_model_alone(fp32.model, p32), run_model_alone(bf16.model, p16))])
-    d32, d16 = fp32.detect(images, phrases), bf16.detect(images, phrases)
-    best = [(a[0], b[0]) for pa, pb in zip(d32, d16) for a, b in zip(pa, pb) if a and b]
-    top_iou = box_ious([a.box.as_tuple() for a, _ in best], [b.box.as_tuple() for _, b in best])
-    score_diff = np.abs([a.score - b.score for a, b in best])
+    drift, score_diff = dtype_drift(run_model_alone(fp32.model, p32), run_model_alone(bf16.model, p16),
+                                    fp32.detect(images, phrases), bf16.detect(images, phrases))
     times = time_all({
         "model fp32": lambda: run_model_alone(fp32.model, p32), "model bf16": lambda: run_model_alone(bf16.model, p16),
         "detect fp32": lambda: fp32.detect(images, phrases), "detect bf16": lambda: bf16.detect(images, phrases),
     }, args.repeats, fp32.device)
     n = len(images)
-    print(f"\n#### bfloat16 against float32, same weights ({n} images, {len(best)} phrases, {fp32.device})\n")
+    print(f"\n#### bfloat16 against float32, same weights ({n} images, {len(score_diff)} phrases, {fp32.device})\n")
     print("| boxes compared | n | mean IoU | median | 5th percentile | share IoU >= 0.9 | share IoU >= 0.5 |")
     print("|---|---:|---:|---:|---:|---:|---:|")
-    for label, v in [("every query's box (same query)", q_iou), ("each phrase's best box", top_iou)]:
+    for label, v in drift.items():
         print(f"| {label} | {len(v)} | {v.mean():.4f} | {np.median(v):.4f} | {np.percentile(v, 5):.4f} | "
               f"{(v >= 0.9).mean():.3f} | {(v >= 0.5).mean():.3f} |")
     print(f"\nbest box's score: mean |fp32 - bf16| = {score_diff.mean():.4f}, max {score_diff.max():.4f}\n")
@@ -305,6 +377,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: stable on a shared machine)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--bert-vocab", default=None, help="bert-base-uncased vocab.txt (cpu/paper configs)")
+    ap.add_argument("--queries", type=int, default=900, help="queries of the instant model (section instant)")
     args = ap.parse_args()
 
     import torch
@@ -324,7 +397,8 @@ def main() -> None:
           f"torch threads {args.threads}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"torch {torch.__version__}, transformers {transformers.__version__}, "
           f"load average {os.getloadavg()[0]:.2f}")
-    sections = {"modes": section_modes, "overhead": section_overhead, "dtype": section_dtype}
+    sections = {"modes": section_modes, "overhead": section_overhead, "dtype": section_dtype,
+                "instant": section_instant}
     with tempfile.TemporaryDirectory() as tmp, pc.random_init():
         path = pc.build_grounding_dino(Path(tmp) / "gd", args.config, bert_vocab=pc.bert_vocab_file(args.bert_vocab))
         for name in args.sections.split(","):

@@ -227,7 +227,7 @@ class Report:
 
 def detector_settings(args, dtype: str) -> dict:
     return dict(box_threshold=0.0, text_threshold=0.0, max_detections=3, batch_size=args.det_batch,
-                dtype=dtype, random_weights=True)
+                dtype=dtype, random_weights=True, prefetch=args.prefetch)
 
 
 def section_detector(args, dirs, work, report) -> None:
@@ -248,11 +248,16 @@ def section_detector(args, dirs, work, report) -> None:
         report.add("detector", f"model alone, {dtype}, preprocessed passes of {args.det_batch}", wall_m, n,
                    "images/s", model_m, util_m)
         report.add("detector", f"giqa detect(), {dtype}, batch {args.det_batch}", wall, n, "images/s", model_s, util,
-                   f"{wall / wall_m:.3f}x the model alone; image processor {clock.seconds['image processor']:.2f} s, "
-                   f"{det.settings.prefetch} prefetch threads")
+                   f"{wall / wall_m:.3f}x the model alone; {preprocessing(clock)}")
         if dtype == args.des_dtype:
             work["detections"] = out
         det.close()
+
+
+def preprocessing(clock) -> str:
+    """Where the detector's image processor ran: the caller's thread (critical path) or prefetch threads."""
+    main, bg = clock.seconds["image processor"], clock.seconds["image processor (other threads)"]
+    return f"image processor {main:.2f} s in the caller's thread, {bg:.2f} s in prefetch threads"
 
 
 def crops_of(work):
@@ -364,7 +369,7 @@ def section_des(args, dirs, work, report) -> None:
     report.add("des", f"run_local, batch {args.des_batch}, detector {args.des_dtype}", wall, n, "samples/s",
                model_s, util, f"succeeded {d.get('succeeded')}, failed {d.get('failed')}")
     report.add("des", "  detect stage (detect() calls)", timed_det.seconds, n, "images/s", det_model, None,
-               f"{timed_det.calls} calls; image processor {clock.seconds['image processor']:.2f} s in prefetch threads")
+               f"{timed_det.calls} calls; {preprocessing(clock)}")
     report.add("des", "  refine stage (p_yes calls)", timed_qf.seconds, max(timed_qf.items, 1), "crops/s",
                qf_model, None, f"{timed_qf.calls} calls")
     rest = wall - timed_det.seconds - timed_qf.seconds
@@ -384,6 +389,7 @@ def parse_args():
     ap.add_argument("--det-batch", type=int, default=None, help="detector images per pass (8 paper, 4 cpu)")
     ap.add_argument("--det-dtypes", default="float32,bfloat16")
     ap.add_argument("--des-dtype", default="float32", help="the detector dtype in the DES run")
+    ap.add_argument("--prefetch", type=int, default=2, help="detector passes prepared ahead in threads")
     ap.add_argument("--filter-batch", type=int, default=None, help="crops per filter pass (16 paper, 8 cpu)")
     ap.add_argument("--des-batch", type=int, default=16)
     ap.add_argument("--llm-conversations", type=int, default=32)

@@ -217,3 +217,28 @@ def test_bfloat16_runs_and_boxes_are_valid(tiny_grounding_dino_dir):
     out = det.detect([_image(64, 48, 0), _image(90, 30, 1)], PHRASES[:2])
     boxes = [d.box.as_tuple() for per in out for dets in per for d in dets]
     assert boxes and all(0 <= x1 <= x2 <= 1 and 0 <= y1 <= y2 <= 1 for x1, y1, x2, y2 in boxes)
+
+
+def test_device_processor_path_and_fallback(tiny_grounding_dino_dir):
+    """A torch-backed processor gets ``device=``; one that refuses it is used without, from then on."""
+    images = [_image(64, 48, i) for i in range(2)]
+    det = GroundingDinoDetector(model_id=str(tiny_grounding_dino_dir), box_threshold=0.3).load()
+    expected = _flat(det.detect(images, PHRASES[:2]))
+    det._pixels_on_device = True  # as with transformers' torchvision backend on a GPU
+    assert _flat(det.detect(images, PHRASES[:2])) == expected  # the PIL backend ignores device=
+    real = det.processor.image_processor
+    calls = []
+
+    class NoDevice:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def __call__(self, *args, **kwargs):
+            calls.append("device" in kwargs)
+            if "device" in kwargs:
+                raise TypeError("unexpected keyword argument 'device'")
+            return real(*args, **kwargs)
+
+    det.processor.image_processor = NoDevice()
+    assert _flat(det.detect(images, PHRASES[:2])) == expected
+    assert det._pixels_on_device is False and calls[0] is True and not any(calls[1:])

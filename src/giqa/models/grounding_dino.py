@@ -49,7 +49,7 @@ from giqa.models.protocols import Detection
 from giqa.models.settings import DType, HFSettings
 from giqa.types import Box
 
-__all__ = ["GroundingDinoSettings", "GroundingDinoDetector", "post_process_kwargs"]
+__all__ = ["GroundingDinoSettings", "GroundingDinoDetector", "post_process_kwargs", "select_detections"]
 
 # Token ids Grounding DINO treats as phrase boundaries (BERT: [CLS], [SEP], ".", "?").
 _SEPARATORS = (101, 102, 1012, 1029)
@@ -65,7 +65,10 @@ class GroundingDinoSettings(HFSettings):
     exactly; True also batches different sizes with zero padding and a pixel mask (fewer
     passes, sorted by size to pad little, but the backbone sees the padding, so scores shift
     slightly). ``prefetch``: passes prepared ahead in background threads (0: none, all in the
-    calling thread; same results). ``dtype`` defaults to float32: bfloat16 was measured to
+    calling thread; same results); None: 2 on CUDA, 0 elsewhere (on the CPU the forward
+    already keeps the cores busy, and for a small model, Python-heavy preprocessing threads
+    slow its forward through the GIL: measured, benchmarks/RESULTS.md).
+    ``dtype`` defaults to float32: bfloat16 was measured to
     move boxes (benchmarks/RESULTS.md, "Detector dtype"); set ``"bfloat16"``/``"auto"`` to
     trade that for speed and memory.
     """
@@ -77,7 +80,7 @@ class GroundingDinoSettings(HFSettings):
     text_threshold: float = Field(0.25, ge=0.0, le=1.0)
     max_detections: Optional[int] = Field(None, ge=1)
     pad_batches: bool = False
-    prefetch: int = Field(2, ge=0, le=32)
+    prefetch: Optional[int] = Field(None, ge=0, le=32)
 
 
 def post_process_kwargs(fn: Any, *, box_threshold: float, text_threshold: float, input_ids: Any) -> dict[str, Any]:
@@ -273,8 +276,9 @@ def select_detections(
     ----------
     logits: ``(B, Q, L)`` text logits of ``Q`` queries over ``L`` text positions.
     pred_boxes: ``(B, Q, 4)`` normalised cxcywh.
-    token_phrase: ``(B, >= L)`` long: the phrase slot in ``[0, n_phrases)`` of each text
-        position, ``n_phrases`` for separators, special tokens and padding.
+    token_phrase: ``(B, T)`` long: the phrase slot in ``[0, n_phrases)`` of each of the first
+        ``T`` text positions, ``n_phrases`` for separators, special tokens and padding;
+        positions from ``T`` on belong to no phrase (and are not read).
     threshold: keep a box when its phrase score is strictly above this.
     k: at most this many boxes per phrase (None: all above ``threshold``).
 
@@ -285,8 +289,9 @@ def select_detections(
     order; ``counts`` ``(B, n_phrases)`` long: how many leading rows are detections.
     """
     torch = torch_module()
-    b, q, length = logits.shape
-    probs = logits.float().sigmoid()
+    b, q, _ = logits.shape
+    length = min(logits.shape[-1], token_phrase.shape[-1])
+    probs = logits[..., :length].float().sigmoid()
     index = token_phrase[:, None, :length].expand(b, q, length)
     best = probs.new_zeros((b, q, n_phrases + 1)).scatter_reduce_(2, index, probs, reduce="amax")
     scores = torch.nan_to_num(best[..., :n_phrases].transpose(1, 2), nan=0.0)  # (B, P, Q)
@@ -308,7 +313,7 @@ class _Pass:
 
     rows: list[_Row]
     inputs: dict[str, Any]
-    token_phrase: Any  # (B, L) long, see select_detections
+    token_phrase: Any  # (B, T) long, see select_detections
     n_phrases: int
     ready: Any = None  # CUDA event recorded after the inputs' copy (None off CUDA)
 
@@ -379,7 +384,10 @@ class GroundingDinoDetector(HFBackend):
     def _run(self, images, phrases, batches: list[list[_Row]], out) -> None:
         pending: Optional[_Pending] = None
         prepare = partial(self._prepare, images)
-        with Prefetcher(prepare, batches, depth=self.settings.prefetch, name="giqa-gdino") as prepared:
+        depth = self.settings.prefetch
+        if depth is None:
+            depth = 2 if self.device.type == "cuda" else 0
+        with Prefetcher(prepare, batches, depth=depth, name="giqa-gdino") as prepared:
             for _, passes in prepared:
                 for p in passes:
                     launched = self._forward(p)
@@ -414,26 +422,22 @@ class GroundingDinoDetector(HFBackend):
         """``(3, H, W)`` float32 pixels of one image (on the device for torch-backed processors)."""
         ip = self.processor.image_processor
         if self._pixels_on_device:
-            return ip(images=[image], return_tensors="pt", device=self.device)["pixel_values"][0]
+            try:
+                return ip(images=[image], return_tensors="pt", device=self.device)["pixel_values"][0]
+            except (TypeError, ValueError):  # a version without `device=`: process on the CPU from now on
+                self._pixels_on_device = False
         return ip(images=[image], return_tensors="pt")["pixel_values"][0]
 
     def _tensors(self, rows: list[_Row], pixels: list[Any]) -> _Pass:
         """Stacked, padded pixels and prompts of ``rows``, moved to the device."""
         torch = torch_module()
         tok = self.processor.tokenizer
-        h = max(t.shape[1] for t in pixels)
-        w = max(t.shape[2] for t in pixels)
-        pin = self._stream is not None and pixels[0].device.type == "cpu"
-        pixel_values = torch.zeros((len(rows), 3, h, w), dtype=torch.float32, device=pixels[0].device, pin_memory=pin)
-        pixel_mask = torch.zeros((len(rows), h, w), dtype=torch.long)
-        for b, t in enumerate(pixels):  # zero padding at the bottom/right, as DETR does
-            pixel_values[b, :, : t.shape[1], : t.shape[2]] = t
-            pixel_mask[b, : t.shape[1], : t.shape[2]] = 1
+        pixel_values, pixel_mask = self._stack(pixels)
         n_phrases = max(len(r.phrases) for r in rows)
         length = max(len(r.ids) for r in rows)
         input_ids = torch.full((len(rows), length), tok.pad_token_id or 0, dtype=torch.long)
         attention_mask = torch.zeros((len(rows), length), dtype=torch.long)
-        token_phrase = torch.full((len(rows), max(length, self.max_text_len)), n_phrases, dtype=torch.long)
+        token_phrase = torch.full((len(rows), length), n_phrases, dtype=torch.long)
         left = getattr(tok, "padding_side", "right") == "left"
         for b, r in enumerate(rows):
             off = length - len(r.ids) if left else 0
@@ -441,12 +445,32 @@ class GroundingDinoDetector(HFBackend):
             attention_mask[b, off:off + len(r.ids)] = 1
             for p, (start, end) in enumerate(r.spans):
                 token_phrase[b, off + start:off + end] = p
-        host = {"input_ids": input_ids, "attention_mask": attention_mask,
-                "token_type_ids": torch.zeros_like(input_ids), "pixel_mask": pixel_mask}
+        host = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": torch.zeros_like(input_ids)}
+        if pixel_mask is not None:
+            host["pixel_mask"] = pixel_mask
         inputs = {k: v.to(self.device, non_blocking=True) for k, v in host.items()}
         inputs["pixel_values"] = pixel_values.to(self.device, non_blocking=True).to(self.dtype)
         token_phrase = token_phrase.to(self.device, non_blocking=True)
         return _Pass(rows, inputs, token_phrase, n_phrases, ready=self._record_event())
+
+    def _stack(self, pixels: list[Any]) -> tuple[Any, Any]:
+        """``(B, 3, H, W)`` pixels (pinned when bound for CUDA) and the ``(B, H, W)`` pixel mask.
+
+        Images of different sizes are zero-padded at the bottom/right, as DETR does, with a mask;
+        without padding the mask is None (the model makes its all-ones mask on the device).
+        """
+        torch = torch_module()
+        n, h, w = len(pixels), max(t.shape[1] for t in pixels), max(t.shape[2] for t in pixels)
+        pin = self._stream is not None and pixels[0].device.type == "cpu"
+        opts = dict(dtype=torch.float32, device=pixels[0].device, pin_memory=pin)
+        if all(t.shape[1:] == (h, w) for t in pixels):  # the usual case: no padding to write
+            return torch.stack(pixels, out=torch.empty((n, 3, h, w), **opts)), None
+        pixel_values = torch.zeros((n, 3, h, w), **opts)
+        pixel_mask = torch.zeros((n, h, w), dtype=torch.long)
+        for b, t in enumerate(pixels):
+            pixel_values[b, :, : t.shape[1], : t.shape[2]] = t
+            pixel_mask[b, : t.shape[1], : t.shape[2]] = 1
+        return pixel_values, pixel_mask
 
     def _side_stream(self):
         torch = torch_module()
