@@ -16,8 +16,9 @@ Sections (``--sections``, comma-separated):
   time goes: inside the model's forward, in the image processor (in prefetch threads when
   ``prefetch > 0``, so off the critical path), and the rest (planning, stacking,
   post-processing, building detections).
-- ``dtype``: bfloat16 against float32 with the same weights: IoU of the boxes (every query's
-  box, and each phrase's best box) and the speed of each.
+- ``dtype``: weights in bfloat16, and float32 weights under bfloat16 autocast, against float32
+  with the same weights: IoU of the boxes (every query's box, and each phrase's best box),
+  NaN outputs, and the speed of each.
 - ``instant``: ``detect()`` around an instant stand-in for the model (outputs of the real
   shapes, ``--queries`` 900 x 256 text positions, made at once): giqa's own time per image,
   free of the model's noise (not in the default sections).
@@ -118,11 +119,24 @@ def preprocessed_passes(det, images, phrases, batch_size):
     return passes
 
 
-def run_model_alone(model, passes):
+def run_model_alone(det, passes):
+    """The detector's model on prepared passes, under the detector's autocast setting if any."""
+    import contextlib
+
     import torch
 
-    with torch.inference_mode():
-        return [model(**inputs) for inputs in passes]
+    autocast = getattr(det.settings, "autocast", None)
+    ctx = torch.autocast(det.device.type, dtype=getattr(torch, autocast)) if autocast else contextlib.nullcontext()
+    with torch.inference_mode(), ctx:
+        return [det.model(**inputs) for inputs in passes]
+
+
+# The precisions compared: weights' dtype, and autocast where this giqa version has it.
+PRECISIONS = {
+    "float32": {"dtype": "float32"},
+    "bfloat16": {"dtype": "bfloat16"},
+    "bf16-autocast": {"dtype": "float32", "autocast": "bfloat16"},
+}
 
 
 # -- where detect()'s time goes -----------------------------------------------------------------
@@ -202,7 +216,7 @@ def section_overhead(det_args, images, phrases, args, models_dir):
         dets = {"giqa detect()": make_detector(models_dir, **det_args)}
     first = next(iter(dets.values()))
     passes = preprocessed_passes(first, images, phrases, first.settings.batch_size)
-    contenders = {"model alone on preprocessed passes (peer)": lambda: run_model_alone(first.model, passes)}
+    contenders = {"model alone on preprocessed passes (peer)": lambda: run_model_alone(first, passes)}
     contenders.update({label: (lambda d=d: d.detect(images, phrases)) for label, d in dets.items()})
     times = time_all(contenders, args.repeats, first.device)
     peer = times["model alone on preprocessed passes (peer)"]
@@ -276,61 +290,98 @@ def _xyxy(cxcywh):
     return list(torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], -1).cpu().numpy())
 
 
-def dtype_drift(out32, out16, det32, det16):
-    """IoU figures of bf16 against fp32: ``{label: array}``.
+def dtype_drift(ref_outs, outs, ref_found, found):
+    """IoU figures of a precision against float32: ``({label: array}, |score diff|, images with NaN)``.
 
-    - every fp32 query's box against the nearest bf16 box of the same image (bf16 may pick
-      other encoder proposals, so query ``q`` need not be the same proposal in both);
+    - every float32 query's box against the nearest box of the other run on the same image
+      (the other precision may pick other encoder proposals, so query ``q`` need not be the
+      same proposal in both);
     - the same query index in both (proposal selection and regression together);
-    - each phrase's best box: fp32's against bf16's best, and against the nearest of bf16's top 3.
+    - each phrase's best box: float32's against the other's best, and against the nearest of
+      the other's top 3 (``found`` None: ``detect()`` failed, no phrase figures).
+    Images whose outputs hold NaN are left out and counted.
     """
     import numpy as np
 
-    nearest, same = [], []
-    for a, b in zip(out32, out16):
+    nearest, same, bad = [], [], 0
+    for a, b in zip(ref_outs, outs):
         for qa, qb in zip(_xyxy(a.pred_boxes), _xyxy(b.pred_boxes)):
+            if not (np.isfinite(qa).all() and np.isfinite(qb).all()):
+                bad += 1
+                continue
             m = box_ious(qa, qb)
             nearest.append(m.max(axis=1))
             same.append(np.diag(m))
-    pairs = [(a, b) for pa, pb in zip(det32, det16) for a, b in zip(pa, pb) if a and b]
-    top1 = [box_ious(a[0].box.as_tuple(), b[0].box.as_tuple())[0, 0] for a, b in pairs]
-    top3 = [box_ious(a[0].box.as_tuple(), [d.box.as_tuple() for d in b]).max() for a, b in pairs]
-    return {
-        "every query's box, nearest bf16 box": np.concatenate(nearest),
-        "every query's box, same query index": np.concatenate(same),
-        "each phrase's best box, bf16's best": np.asarray(top1),
-        "each phrase's best box, nearest of bf16's top 3": np.asarray(top3),
-    }, np.abs([a[0].score - b[0].score for a, b in pairs])
+    drift = {"every query's box, nearest box": np.concatenate(nearest) if nearest else np.zeros(0),
+             "every query's box, same query index": np.concatenate(same) if same else np.zeros(0)}
+    pairs = [(a, b) for pa, pb in zip(ref_found, found or []) for a, b in zip(pa, pb) if a and b]
+    if pairs:
+        drift["each phrase's best box, the other's best"] = np.asarray(
+            [box_ious(a[0].box.as_tuple(), b[0].box.as_tuple())[0, 0] for a, b in pairs])
+        drift["each phrase's best box, nearest of the other's top 3"] = np.asarray(
+            [box_ious(a[0].box.as_tuple(), [d.box.as_tuple() for d in b]).max() for a, b in pairs])
+    return drift, np.abs([a[0].score - b[0].score for a, b in pairs]), bad
+
+
+def drift_table(name, drift, score_diff, bad, n_images) -> list[str]:
+    import numpy as np
+
+    lines = [f"\n{name} against float32, same weights{f': NaN outputs on {bad} of {n_images} images' if bad else ''}"]
+    if any(len(v) for v in drift.values()):
+        lines += ["", "| boxes compared | n | mean IoU | median | 5th percentile | share IoU >= 0.9 | share IoU >= 0.5 |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+    for label, v in drift.items():
+        if len(v):
+            lines.append(f"| {label} | {len(v)} | {v.mean():.4f} | {np.median(v):.4f} | {np.percentile(v, 5):.4f} | "
+                         f"{(v >= 0.9).mean():.3f} | {(v >= 0.5).mean():.3f} |")
+    if len(score_diff):
+        lines.append(f"\nbest box's score: mean |difference| = {score_diff.mean():.4f}, max {score_diff.max():.4f}")
+    return lines
+
+
+def precision_runs(make, images, phrases, batch_size, variants):
+    """Per precision: ``(detector, passes, model outputs, detections or the error)``, float32's weights for all."""
+    runs, weights = {}, None
+    for name in variants:
+        det = make(PRECISIONS[name])
+        if weights is None:
+            weights = det.model.state_dict()
+        else:
+            det.model.load_state_dict(weights)  # the same weights (rounded for bfloat16)
+        passes = preprocessed_passes(det, images, phrases, batch_size)
+        try:
+            found = det.detect(images, phrases)
+        except Exception as exc:  # noqa: BLE001 - the finding is the failure (NaN in half precision)
+            found = f"{type(exc).__name__}: {str(exc)[:120]}"
+        runs[name] = (det, passes, run_model_alone(det, passes), found)
+    return runs
 
 
 def section_dtype(det_args, images, phrases, args, models_dir):
-    import numpy as np
+    from giqa.models.grounding_dino import GroundingDinoSettings
 
-    fp32 = make_detector(models_dir, **{**det_args, "dtype": "float32"})
-    bf16 = make_detector(models_dir, **{**det_args, "dtype": "bfloat16"})
-    bf16.model.load_state_dict(fp32.model.state_dict())  # the same weights, rounded
-    p32 = preprocessed_passes(fp32, images, phrases, fp32.settings.batch_size)
-    p16 = preprocessed_passes(bf16, images, phrases, bf16.settings.batch_size)
-    drift, score_diff = dtype_drift(run_model_alone(fp32.model, p32), run_model_alone(bf16.model, p16),
-                                    fp32.detect(images, phrases), bf16.detect(images, phrases))
-    times = time_all({
-        "model fp32": lambda: run_model_alone(fp32.model, p32), "model bf16": lambda: run_model_alone(bf16.model, p16),
-        "detect fp32": lambda: fp32.detect(images, phrases), "detect bf16": lambda: bf16.detect(images, phrases),
-    }, args.repeats, fp32.device)
+    variants = [v for v in PRECISIONS if "autocast" not in PRECISIONS[v] or "autocast" in GroundingDinoSettings.model_fields]
+    runs = precision_runs(lambda opts: make_detector(models_dir, **{**det_args, **opts}), images, phrases,
+                          det_args["batch_size"], variants)
     n = len(images)
-    print(f"\n#### bfloat16 against float32, same weights ({n} images, {len(score_diff)} phrases, {fp32.device})\n")
-    print("| boxes compared | n | mean IoU | median | 5th percentile | share IoU >= 0.9 | share IoU >= 0.5 |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for label, v in drift.items():
-        print(f"| {label} | {len(v)} | {v.mean():.4f} | {np.median(v):.4f} | {np.percentile(v, 5):.4f} | "
-              f"{(v >= 0.9).mean():.3f} | {(v >= 0.5).mean():.3f} |")
-    print(f"\nbest box's score: mean |fp32 - bf16| = {score_diff.mean():.4f}, max {score_diff.max():.4f}\n")
-    print("| contender | seconds | images / s | bf16 speed-up |\n|---|---:|---:|---:|")
-    for what in ("model", "detect"):
-        t32, t16 = times[f"{what} fp32"], times[f"{what} bf16"]
-        label = "model alone" if what == "model" else "giqa detect()"
-        print(f"| {label}, float32 | {t32:.3f} | {n / t32:.2f} | |")
-        print(f"| {label}, bfloat16 | {t16:.3f} | {n / t16:.2f} | {t32 / t16:.2f}x |")
+    ref = runs["float32"]
+    print(f"\n#### Precision against float32 ({n} images, {sum(map(len, phrases))} phrases, {ref[0].device})")
+    for name, (det, passes, outs, found) in runs.items():
+        if name != "float32":
+            ok = found if isinstance(found, list) else None
+            print("\n".join(drift_table(name, *dtype_drift(ref[2], outs, ref[3], ok), n)))
+            if ok is None:
+                print(f"\ndetect() failed: {found}")
+    fns = {}
+    for name, (det, passes, _, found) in runs.items():
+        fns[f"model alone, {name}"] = lambda d=det, p=passes: run_model_alone(d, p)
+        if isinstance(found, list):
+            fns[f"giqa detect(), {name}"] = lambda d=det: d.detect(images, phrases)
+    times = time_all(fns, args.repeats, ref[0].device)
+    print("\n| contender | seconds | images / s | speed-up vs float32 |\n|---|---:|---:|---:|")
+    for label, t in times.items():
+        base = times[label.rsplit(", ", 1)[0] + ", float32"]
+        print(f"| {label} | {t:.3f} | {n / t:.2f} | {base / t:.2f}x |")
 
 
 # -- batching modes against the transformers recipe ---------------------------------------------

@@ -7,8 +7,10 @@ base, LLaVA-1.5-7B as the IQA-Filter, Llama-3-8B) with random weights directly o
 ``--images``, 4-6 tagged phrases each) under the issue's pessimistic load: detector thresholds
 0 and at most 3 boxes per phrase, so the filter runs on every phrase. Sections:
 
-- ``detector``: ``detect()`` in float32 and bfloat16 against the model alone on the same
-  passes, preprocessed beforehand (images/s; the target: within 10%);
+- ``detector``: ``detect()`` against the model alone on the same passes, preprocessed
+  beforehand (images/s; the target: within 10%), in float32, float32 weights under bfloat16
+  autocast, and weights cast to bfloat16, all with the same weights; then how far each moves
+  the boxes from float32 (IoU; NaN outputs counted);
 - ``filter``: ``p_yes`` on the detector's crops (crops/s, prefill tokens/s);
 - ``llm``: ``generate`` on 32 tag-extraction conversations (new tokens/s);
 - ``des``: ``DesPipeline`` through ``run_local`` (samples/s) with per-stage seconds measured
@@ -52,7 +54,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_detection import PhaseClock, preprocessed_passes, run_model_alone, sample_workload  # noqa: E402
+from bench_detection import (  # noqa: E402
+    PRECISIONS,
+    PhaseClock,
+    drift_table,
+    dtype_drift,
+    preprocessed_passes,
+    run_model_alone,
+    sample_workload,
+)
 
 SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "sample"
 
@@ -188,23 +198,29 @@ def peak_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def measured(fn, meters=()):
-    """``(result, wall seconds, model seconds, GPU utilisation)`` of one call of ``fn``."""
-    for m in meters:
-        m.reset()
-    sync()
-    with UtilSampler() as util:
-        t0 = time.perf_counter()
-        result = fn()
+def measured(fn, meters=(), repeats: int = 1):
+    """``(result, wall seconds, model seconds, GPU utilisation)`` of the median of ``repeats`` calls."""
+    runs = []
+    for _ in range(repeats):
+        for m in meters:
+            m.reset()
         sync()
-        wall = time.perf_counter() - t0
-    return result, wall, sum(m.seconds() for m in meters), util.mean()
+        with UtilSampler() as util:
+            t0 = time.perf_counter()
+            result = fn()
+            sync()
+            wall = time.perf_counter() - t0
+        runs.append((result, wall, sum(m.seconds() for m in meters), util.mean()))
+    return sorted(runs, key=lambda r: r[1])[len(runs) // 2]
 
 
 # -- sections -------------------------------------------------------------------------------------
 class Report:
+    """Throughput rows (printed as JSON lines as they come, and as a Markdown table at the end) and notes."""
+
     def __init__(self) -> None:
         self.rows: list[dict] = []
+        self.notes: list[str] = []
 
     def add(self, section: str, what: str, wall: float, amount: float, unit: str, model_s=None, util=None,
             extra: str = "") -> None:
@@ -225,38 +241,60 @@ class Report:
         return "\n".join(lines)
 
 
-def detector_settings(args, dtype: str) -> dict:
+def detector_settings(args, precision: str) -> dict:
+    """The pessimistic load's detector settings in ``precision`` (a key of bench_detection.PRECISIONS)."""
     return dict(box_threshold=0.0, text_threshold=0.0, max_detections=3, batch_size=args.det_batch,
-                dtype=dtype, random_weights=True, prefetch=args.prefetch)
+                random_weights=True, prefetch=args.prefetch, **PRECISIONS[precision])
 
 
 def section_detector(args, dirs, work, report) -> None:
+    """Each precision with float32's weights (rounded): speed against the model alone, then box drift."""
+    import types
+
     from giqa.models import create
 
     images, phrases = work["images"], work["phrases"]
     n = len(images)
-    for dtype in args.det_dtypes.split(","):
+    weights, boxes, found = None, {}, {}
+    for name in args.det_precisions.split(","):
         reset_peak()
-        det = create("detector", "grounding-dino", model_id=str(dirs["gd"]), **detector_settings(args, dtype)).load()
+        det = create("detector", "grounding-dino", model_id=str(dirs["gd"]), **detector_settings(args, name)).load()
+        if weights is None:
+            weights = det.model.state_dict()  # kept alive after close(): every precision runs the same weights
+        else:
+            det.model.load_state_dict(weights)
         meter = ForwardMeter(det.model)
-        det.detect(images[:2], phrases[:2])  # warm-up
         passes = preprocessed_passes(det, images, phrases, args.det_batch)
-        _, wall_m, model_m, util_m = measured(lambda: run_model_alone(det.model, passes), [meter])
+        outs, wall_m, model_m, util_m = measured(lambda: run_model_alone(det, passes), [meter], args.repeats)
+        report.add("detector", f"model alone, {name}, preprocessed passes of {args.det_batch}", wall_m, n,
+                   "images/s", model_m, util_m)
+        boxes[name] = [types.SimpleNamespace(pred_boxes=o.pred_boxes.float().cpu()) for o in outs]
         clock = PhaseClock()
         clock.wrap(det.processor.image_processor, "preprocess", "image processor")
-        out, wall, model_s, util = measured(lambda: det.detect(images, phrases), [meter])
-        report.add("detector", f"model alone, {dtype}, preprocessed passes of {args.det_batch}", wall_m, n,
-                   "images/s", model_m, util_m)
-        report.add("detector", f"giqa detect(), {dtype}, batch {args.det_batch}", wall, n, "images/s", model_s, util,
-                   f"{wall / wall_m:.3f}x the model alone; {preprocessing(clock)}")
-        if dtype == args.des_dtype:
+        try:
+            det.detect(images[:2], phrases[:2])  # warm-up
+            clock.seconds.clear()
+            out, wall, model_s, util = measured(lambda: det.detect(images, phrases), [meter], args.repeats)
+        except Exception as exc:  # noqa: BLE001 - the finding is the failure (NaN in half precision)
+            report.notes.append(f"giqa detect(), {name}: {type(exc).__name__}: {str(exc)[:200]}")
+            det.close()
+            continue
+        report.add("detector", f"giqa detect(), {name}, batch {args.det_batch}", wall, n, "images/s", model_s, util,
+                   f"{wall / wall_m:.3f}x the model alone; {preprocessing(clock, args.repeats)}")
+        found[name] = out
+        if name == args.des_precision:
             work["detections"] = out
         det.close()
+    for name in boxes:
+        if name != "float32" and "float32" in boxes:
+            drift, score_diff, bad = dtype_drift(boxes["float32"], boxes[name], found.get("float32", []), found.get(name))
+            report.notes.extend(drift_table(name, drift, score_diff, bad, n))
 
 
-def preprocessing(clock) -> str:
-    """Where the detector's image processor ran: the caller's thread (critical path) or prefetch threads."""
-    main, bg = clock.seconds["image processor"], clock.seconds["image processor (other threads)"]
+def preprocessing(clock, repeats: int = 1) -> str:
+    """Where the detector's image processor ran (per run): the caller's thread or prefetch threads."""
+    main = clock.seconds["image processor"] / repeats
+    bg = clock.seconds["image processor (other threads)"] / repeats
     return f"image processor {main:.2f} s in the caller's thread, {bg:.2f} s in prefetch threads"
 
 
@@ -278,7 +316,7 @@ def section_filter(args, dirs, work, report) -> None:
     from giqa.models import create
 
     if "detections" not in work:
-        det = create("detector", "grounding-dino", model_id=str(dirs["gd"]), **detector_settings(args, args.des_dtype))
+        det = create("detector", "grounding-dino", model_id=str(dirs["gd"]), **detector_settings(args, args.des_precision))
         work["detections"] = det.detect(work["images"], work["phrases"])
         det.close()
     crops, questions = crops_of(work)
@@ -337,7 +375,7 @@ def section_des(args, dirs, work, report) -> None:
     from giqa.pipeline import DesConfig, DesPipeline, run_local
 
     reset_peak()
-    det = create("detector", "grounding-dino", model_id=str(dirs["gd"]), **detector_settings(args, args.des_dtype)).load()
+    det = create("detector", "grounding-dino", model_id=str(dirs["gd"]), **detector_settings(args, args.des_precision)).load()
     qf = create("filter", "llava", model_id=str(dirs["llava"]), random_weights=True,
                 batch_size=args.filter_batch).load()
     det_meter, qf_meter = ForwardMeter(det.model), ForwardMeter(qf.model)
@@ -366,7 +404,7 @@ def section_des(args, dirs, work, report) -> None:
     d = summary.as_dict()
     n = d.get("processed", len(items))
     det_model, qf_model = det_meter.seconds(), qf_meter.seconds()
-    report.add("des", f"run_local, batch {args.des_batch}, detector {args.des_dtype}", wall, n, "samples/s",
+    report.add("des", f"run_local, batch {args.des_batch}, detector {args.des_precision}", wall, n, "samples/s",
                model_s, util, f"succeeded {d.get('succeeded')}, failed {d.get('failed')}")
     report.add("des", "  detect stage (detect() calls)", timed_det.seconds, n, "images/s", det_model, None,
                f"{timed_det.calls} calls; {preprocessing(clock)}")
@@ -387,8 +425,10 @@ def parse_args():
     ap.add_argument("--images", type=int, default=None, help="sample images, repeated (default: 48 paper, 6 cpu)")
     ap.add_argument("--sections", default="detector,filter,llm,des")
     ap.add_argument("--det-batch", type=int, default=None, help="detector images per pass (8 paper, 4 cpu)")
-    ap.add_argument("--det-dtypes", default="float32,bfloat16")
-    ap.add_argument("--des-dtype", default="float32", help="the detector dtype in the DES run")
+    ap.add_argument("--det-precisions", default="float32,bf16-autocast,bfloat16",
+                    help="detector precisions: float32, bfloat16 (weights cast), bf16-autocast")
+    ap.add_argument("--des-precision", default="float32", help="the detector's precision in the DES run")
+    ap.add_argument("--repeats", type=int, default=None, help="timed runs per contender, median (1 paper, 3 cpu)")
     ap.add_argument("--prefetch", type=int, default=2, help="detector passes prepared ahead in threads")
     ap.add_argument("--filter-batch", type=int, default=None, help="crops per filter pass (16 paper, 8 cpu)")
     ap.add_argument("--des-batch", type=int, default=16)
@@ -404,6 +444,7 @@ def parse_args():
     args.det_batch = args.det_batch or (8 if paper else 4)
     args.filter_batch = args.filter_batch or (16 if paper else 8)
     args.new_tokens = args.new_tokens or (128 if paper else 16)
+    args.repeats = args.repeats or (1 if paper else 3)
     return args
 
 
@@ -457,8 +498,9 @@ def main() -> None:
     print(f"\nPaper-scale throughput, {args.scale} scale, {args.images} images, "
           f"{sum(map(len, phrases))} phrases (thresholds 0, <= 3 boxes per phrase)\n{json.dumps(env)}\n")
     print(report.table())
+    print("\n" + "\n".join(report.notes))
     if args.json:
-        Path(args.json).write_text(json.dumps({"env": env, "rows": report.rows}, indent=2))
+        Path(args.json).write_text(json.dumps({"env": env, "rows": report.rows, "notes": report.notes}, indent=2))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ transformers = pytest.importorskip("transformers")
 from PIL import Image  # noqa: E402
 
 from gdino_reference import reference_detect, reference_select  # noqa: E402
+from giqa.errors import BackendError  # noqa: E402
 from giqa.models.grounding_dino import (  # noqa: E402
     GroundingDinoDetector,
     _clean_phrase,
@@ -242,3 +243,30 @@ def test_device_processor_path_and_fallback(tiny_grounding_dino_dir):
     det.processor.image_processor = NoDevice()
     assert _flat(det.detect(images, PHRASES[:2])) == expected
     assert det._pixels_on_device is False and calls[0] is True and not any(calls[1:])
+
+
+def test_autocast_runs_matmuls_in_bfloat16(tiny_grounding_dino_dir):
+    det = GroundingDinoDetector(model_id=str(tiny_grounding_dino_dir), autocast="bfloat16", box_threshold=0.0,
+                                max_detections=2).load()
+    seen = []
+    handle = det.model.model.text_projection.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    try:
+        out = det.detect([_image(64, 48, 0)], PHRASES[:1])
+    finally:
+        handle.remove()
+    assert seen == [torch.bfloat16]  # autocast on, weights still float32
+    assert next(det.model.parameters()).dtype == torch.float32
+    assert all(0 <= d.box.x1 <= d.box.x2 <= 1 and 0 < d.score <= 1 for per in out for dets in per for d in dets)
+
+
+def test_nan_outputs_are_an_error_not_an_empty_result(tiny_grounding_dino_dir):
+    det = GroundingDinoDetector(model_id=str(tiny_grounding_dino_dir), box_threshold=0.0).load()
+    def poison(module, inputs, outputs):  # weights in half precision can do this
+        outputs.pred_boxes.fill_(float("nan"))
+
+    handle = det.model.register_forward_hook(poison)
+    try:
+        with pytest.raises(BackendError, match="NaN"):
+            det.detect([_image(64, 48, 0)], PHRASES[:1])
+    finally:
+        handle.remove()

@@ -38,7 +38,7 @@ import contextlib
 import inspect
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Optional, Sequence
+from typing import Any, Literal, Optional, Sequence
 
 from pydantic import Field
 
@@ -68,9 +68,15 @@ class GroundingDinoSettings(HFSettings):
     calling thread; same results); None: 2 on CUDA, 0 elsewhere (on the CPU the forward
     already keeps the cores busy, and for a small model, Python-heavy preprocessing threads
     slow its forward through the GIL: measured, benchmarks/RESULTS.md).
-    ``dtype`` defaults to float32: bfloat16 was measured to
-    move boxes (benchmarks/RESULTS.md, "Detector dtype"); set ``"bfloat16"``/``"auto"`` to
-    trade that for speed and memory.
+
+    Precision: ``dtype`` (the weights' dtype) defaults to float32. ``autocast`` (``"bfloat16"``
+    or ``"float16"``) runs the forward under ``torch.autocast`` in that dtype while the weights
+    stay in ``dtype``: matmuls in half precision, numerically sensitive operations (softmax,
+    log, exp) in float32. Measured (benchmarks/RESULTS.md, "Detector dtype"): weights cast to
+    bfloat16 gave NaN boxes on random weights, while bfloat16 autocast moved boxes little but
+    changed which proposals rank first; so the default stays float32, and
+    ``autocast="bfloat16"`` is the way to trade accuracy for speed. A pass whose outputs hold
+    NaN raises :class:`giqa.errors.BackendError` (never an empty result).
     """
 
     model_id: str = "IDEA-Research/grounding-dino-base"
@@ -81,6 +87,7 @@ class GroundingDinoSettings(HFSettings):
     max_detections: Optional[int] = Field(None, ge=1)
     pad_batches: bool = False
     prefetch: Optional[int] = Field(None, ge=0, le=32)
+    autocast: Optional[Literal["bfloat16", "float16"]] = None
 
 
 def post_process_kwargs(fn: Any, *, box_threshold: float, text_threshold: float, input_ids: Any) -> dict[str, Any]:
@@ -325,6 +332,7 @@ class _Pending:
     rows: list[_Row]
     packed: Any
     counts: Any
+    bad: Any  # 0-dim bool: the outputs held NaN (or non-finite boxes)
     done: Any = None  # CUDA event; None when the copy was synchronous
 
 
@@ -472,6 +480,12 @@ class GroundingDinoDetector(HFBackend):
             pixel_mask[b, : t.shape[1], : t.shape[2]] = 1
         return pixel_values, pixel_mask
 
+    def _autocast(self):
+        torch = torch_module()
+        if self.settings.autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=getattr(torch, self.settings.autocast))
+
     def _side_stream(self):
         torch = torch_module()
         return torch.cuda.stream(self._stream) if self._stream is not None else contextlib.nullcontext()
@@ -493,26 +507,32 @@ class GroundingDinoDetector(HFBackend):
             for t in (*p.inputs.values(), p.token_phrase):
                 t.record_stream(stream)
         with torch.inference_mode():
-            outputs = self.model(**p.inputs)
+            with self._autocast():
+                outputs = self.model(**p.inputs)
             packed, counts = select_detections(
                 outputs.logits, outputs.pred_boxes, p.token_phrase, p.n_phrases,
                 max(s.box_threshold, s.text_threshold), s.max_detections,
             )
+            bad = torch.isnan(outputs.logits).any() | ~torch.isfinite(outputs.pred_boxes).all()
         if packed.device.type != "cuda":
-            return _Pending(p.rows, packed.cpu(), counts.cpu())
-        host_packed = torch.empty(packed.shape, dtype=packed.dtype, pin_memory=True)
-        host_counts = torch.empty(counts.shape, dtype=counts.dtype, pin_memory=True)
-        host_packed.copy_(packed, non_blocking=True)
-        host_counts.copy_(counts, non_blocking=True)
+            return _Pending(p.rows, packed.cpu(), counts.cpu(), bad.cpu())
+        host = [torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for t in (packed, counts, bad)]
+        for h, t in zip(host, (packed, counts, bad)):
+            h.copy_(t, non_blocking=True)
         done = torch.cuda.Event()
         done.record()
-        return _Pending(p.rows, host_packed, host_counts, done)
+        return _Pending(p.rows, *host, done=done)
 
     @staticmethod
     def _collect(pending: _Pending, phrases, out) -> None:
         """Detections of a finished pass into ``out[i][j]`` (one loop over kept boxes only)."""
         if pending.done is not None:
             pending.done.synchronize()
+        if bool(pending.bad):
+            raise BackendError(
+                "Grounding DINO returned NaN or infinite outputs; with weights in bfloat16/float16 "
+                "this is a known failure: keep dtype='float32' (use autocast='bfloat16' for speed)"
+            )
         packed = pending.packed.tolist()
         counts = pending.counts.tolist()
         for b, row in enumerate(pending.rows):
