@@ -165,8 +165,8 @@ class HFBackend:
         self.random_weights = detect_random_weights(self.settings)
         self._loaded = False
         self._lock = threading.Lock()
-        self.device = None
-        self.dtype = None
+        self.device: Any = None  # a torch.device once loaded
+        self.dtype: Any = None  # a torch.dtype once loaded
 
     # -- lifecycle -------------------------------------------------------------------------
     def load(self) -> "HFBackend":

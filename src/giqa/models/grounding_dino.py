@@ -243,8 +243,9 @@ def _resized_shape(image_processor: Any, width: int, height: int) -> tuple[int, 
     rule = _size_rule()
     if shortest and rule is not None:
         return tuple(rule((height, width), shortest, longest or shortest))
-    if get("height", None) and get("width", None):
-        return (get("height", None), get("width", None))
+    fixed_h, fixed_w = get("height", None), get("width", None)
+    if fixed_h and fixed_w:
+        return (int(fixed_h), int(fixed_w))
     return (height, width)
 
 
@@ -521,7 +522,7 @@ class GroundingDinoDetector(HFBackend):
             h.copy_(t, non_blocking=True)
         done = torch.cuda.Event()
         done.record()
-        return _Pending(p.rows, *host, done=done)
+        return _Pending(p.rows, host[0], host[1], host[2], done=done)
 
     @staticmethod
     def _collect(pending: _Pending, phrases, out) -> None:
