@@ -132,12 +132,13 @@ def estimate_markdown(figures: Path = FIGURES, w: Workload = Workload()) -> str:
     """The estimate from the benchmark's recorded figures when they are GPU figures; else from
     issue 13's measured table, followed by the recorded CPU figures' (each labelled)."""
     measured = rates_from_benchmark(figures)
+    shown = figures.relative_to(HERE.parent) if figures.is_relative_to(HERE.parent) else figures
     sources = [measured] if measured is not None and measured.gpu else [ISSUE_13] + ([measured] if measured else [])
     parts = []
     if measured is None:
-        parts.append(f"No benchmark figures with a DES and an LLM row at {figures} (`benchmarks/bench_paper_scale.py --json`).\n")
+        parts.append(f"No benchmark figures with a DES and an LLM row at {shown} (`benchmarks/bench_paper_scale.py --json`).\n")
     elif not measured.gpu:
-        parts.append(f"{figures} holds CPU figures only (no GPU run recorded): the GPU estimate below is "
+        parts.append(f"{shown} holds CPU figures only (no GPU run recorded): the GPU estimate below is "
                      "from issue 13's measured table; the CPU figures' follow, for the arithmetic only.\n")
     for rates in sources:
         unit = "GPU-hours" if rates.gpu else "CPU-hours (reduced models)"
@@ -146,8 +147,9 @@ def estimate_markdown(figures: Path = FIGURES, w: Workload = Workload()) -> str:
         lines = [f"### From {rates.source}", "", f"| step | arithmetic | {unit}, 1 device |", "|---|---|---:|"]
         lines += [f"| {step} | {arith} | {h:,.1f} |" for step, arith, h in rows]
         lines.append(f"| **total** | | **{total:,.1f}** |")
-        lines += ["", f"Wall time: **{total:,.1f} h on 1 {'GPU' if rates.gpu else 'device'}, {total / 8:,.1f} h on 8** "
-                      "(the Ray runner: one actor per GPU and stage, pools sized to the GPUs; ideal 8x)."]
+        dev = "GPU" if rates.gpu else "device"
+        lines += ["", f"Wall time: **{total:,.1f} h on 1 {dev}, {total / 8:,.1f} h on 8 {dev}s** (the Ray runner: "
+                      "one GPU per actor, pools sized to the GPUs; ideal 8x)."]
         extra = [f"{name} {v:,.2f} {u}" for name, v, u in (("detect() float32", rates.detector_images_s, "images/s"),
                                                             ("IQA-Filter", rates.filter_crops_s, "crops/s")) if v]
         if extra:

@@ -53,7 +53,7 @@ def test_gpu_figures_give_the_estimate(build, tmp_path, capsys):
     out = capsys.readouterr().out
     total = sum(hours)
     assert "NVIDIA H200" in out and "issue 13" not in out
-    assert f"**{total:,.1f} h on 1 GPU, {total / 8:,.1f} h on 8**" in out
+    assert f"**{total:,.1f} h on 1 GPU, {total / 8:,.1f} h on 8 GPUs**" in out
 
 
 def test_cpu_figures_are_labelled_and_the_issue_table_leads(build, tmp_path):

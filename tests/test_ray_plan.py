@@ -40,7 +40,7 @@ def test_eight_gpus_shared_by_three_model_stages(monkeypatch):
     ]
     steps = rr.ray_plan(des, resources={"CPU": 96, "GPU": 8})
     assert steps[-1].finalize and [s.options.batch_size for s in steps if s.kind == "actors"] == [8, 4, 8]
-    assert steps[2].describe() == "tasks[] + detect's pixels gpus=0 cpus=1 batch=64"
+    assert steps[2].describe() == "tasks[] + detect's pixels gpus=0 cpus=1 batch=4"  # in the detector's batches
 
 
 def test_a_served_llm_takes_no_gpu(monkeypatch):

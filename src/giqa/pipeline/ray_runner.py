@@ -126,7 +126,7 @@ def _decode(table: Any, record_type: type[Record]) -> list[Any]:
 
 def _encode(records: Sequence[Record], pixels: Optional[Sequence[Optional[list[Any]]]] = None) -> Any:
     """Records as an Arrow table (``key``, ``record`` JSON); with ``pixels`` (per record: a list
-    of arrays or ``None``) also a ``pixels`` column of ``.npy`` bytes for the next stage."""
+    of uint8 ``(H, W, C)`` arrays, or ``None``) also their columns for the next stage."""
     import pyarrow as pa
 
     columns = {
@@ -134,28 +134,55 @@ def _encode(records: Sequence[Record], pixels: Optional[Sequence[Optional[list[A
         "record": pa.array([dumps(to_json(r)) for r in records], pa.string()),
     }
     if pixels is not None:
-        columns["pixels"] = pa.array([None if p is None else [_npy(a) for a in p] for p in pixels],
-                                     pa.list_(pa.binary()))
+        columns["pixels"], columns["pixel_shapes"] = _pixel_columns(pixels)
     return pa.table(columns)
 
 
-def _npy(array: Any) -> bytes:
+def _pixel_columns(pixels: Sequence[Optional[list[Any]]]) -> tuple[Any, Any]:
+    """Per record, its arrays' bytes (``large_list<large_binary>``, all in one buffer: one copy)
+    and their shapes (``list<int32>``, 3 per array); null for a record without."""
     import numpy as np
+    import pyarrow as pa
 
-    buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
-    return buf.getvalue()
+    flat: list[Any] = []
+    shapes: list[int] = []
+    counts: list[Optional[int]] = []
+    for arrays in pixels:
+        counts.append(None if arrays is None else len(arrays))
+        for a in arrays or ():
+            a = np.ascontiguousarray(a, dtype=np.uint8)
+            if a.ndim != 3:
+                raise ValueError(f"prepared pixels must be (H, W, C) uint8 arrays, got shape {a.shape}")
+            flat.append(a.reshape(-1))
+            shapes.extend(a.shape)
+    ends = np.cumsum([0] + [f.size for f in flat], dtype=np.int64)
+    data = np.concatenate(flat) if flat else np.zeros(0, np.uint8)
+    blobs = pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(flat), [None, pa.py_buffer(ends), pa.py_buffer(data)])
+    rows = np.cumsum([0] + [c or 0 for c in counts], dtype=np.int64)
+    mask = pa.array([c is None for c in counts])
+    return (pa.LargeListArray.from_arrays(pa.array(rows), blobs, mask=mask),
+            pa.ListArray.from_arrays(pa.array(3 * rows.astype(np.int32)), pa.array(shapes, pa.int32()), mask=mask))
 
 
 def _given_pixels(table: Any) -> dict[str, list[Any]]:
-    """``{record key: arrays}`` of a table's ``pixels`` column (empty without one)."""
+    """``{record key: arrays}`` of a table's pixel columns (empty without them); the arrays are
+    read-only views of the table's buffers (no copy)."""
     if "pixels" not in table.column_names:
         return {}
     import numpy as np
 
-    return {key: [np.load(io.BytesIO(b), allow_pickle=False) for b in blobs]
-            for key, blobs in zip(table.column("key").to_pylist(), table.column("pixels").to_pylist())
-            if blobs is not None}
+    blobs, shapes = table.column("pixels").combine_chunks(), table.column("pixel_shapes").combine_chunks()
+    values = blobs.values  # the unsliced child: the list offsets index into it
+    ends = np.frombuffer(values.buffers()[1], np.int64)[values.offset:values.offset + len(values) + 1]
+    data = np.frombuffer(values.buffers()[2], np.uint8)
+    offsets = blobs.offsets.to_numpy()
+    out = {}
+    for i, key in enumerate(table.column("key").to_pylist()):
+        if blobs[i].is_valid:
+            dims = shapes[i].values.to_numpy()
+            out[key] = [data[ends[j]:ends[j + 1]].reshape(dims[3 * k:3 * k + 3])
+                        for k, j in enumerate(range(offsets[i], offsets[i + 1]))]
+    return out
 
 
 def _apply_stages(table: Any, stages: Sequence[Any], record_type: type[Record], pipeline: Any = None,
@@ -234,7 +261,8 @@ class RayStep:
     ``kind``: ``"actors"`` (one model stage in an actor pool) or ``"tasks"`` (consecutive CPU
     stages, maybe none, in Ray tasks). ``stages``: the names of the stages it runs.
     ``options``: its resolved settings (a task step: the largest ``num_cpus`` and smallest
-    ``concurrency`` of its stages, ``batch_size`` = records per task = the run's block size).
+    ``concurrency`` of its stages; ``batch_size``, records per task: the run's block size, or
+    the actor stage's batch size for a step that prepares its pixels).
     ``prepares``: the actor stage whose pixel work (decode, crop) this task step does.
     ``finalize``: the last step, which also turns records into samples.
     """
@@ -361,14 +389,15 @@ def _resolve_options(
 
 def _steps(stages: Sequence[Any], options: Sequence[tuple[StageOptions, bool]], block_rows: int) -> list[RayStep]:
     """Consecutive task stages share a step; an actor stage is a step of its own, after a task
-    step that prepares its pixels when it has any to prepare; a task step finalises at the end."""
+    step that prepares its pixels when it has any to prepare (in the actor's batches: decoded
+    images are large, and small blocks keep them streaming); a task step finalises at the end."""
     steps: list[RayStep] = []
     group: list[tuple[str, StageOptions]] = []
 
-    def tasks(prepares: Optional[str] = None, finalize: bool = False) -> None:
+    def tasks(prepares: Optional[str] = None, finalize: bool = False, rows: Optional[int] = None) -> None:
         conc = [int(o.concurrency) for _, o in group if isinstance(o.concurrency, int)]
-        opts = StageOptions(concurrency=min(conc) if conc else None, num_gpus=0.0, actors=False, batch_size=block_rows,
-                            num_cpus=max([o.num_cpus or 1.0 for _, o in group], default=1.0))
+        opts = StageOptions(concurrency=min(conc) if conc else None, num_gpus=0.0, actors=False,
+                            batch_size=rows or block_rows, num_cpus=max([o.num_cpus or 1.0 for _, o in group], default=1.0))
         steps.append(RayStep("tasks", tuple(n for n, _ in group), opts, prepares=prepares, finalize=finalize))
         group.clear()
 
@@ -377,7 +406,7 @@ def _steps(stages: Sequence[Any], options: Sequence[tuple[StageOptions, bool]], 
             group.append((stage.name, opt))
             continue
         if group or opt.prepare:
-            tasks(prepares=stage.name if opt.prepare else None)
+            tasks(prepares=stage.name if opt.prepare else None, rows=opt.batch_size if opt.prepare else None)
         steps.append(RayStep("actors", (stage.name,), opt))
     tasks(finalize=True)
     return steps
@@ -439,7 +468,7 @@ def _build_dataset(pipeline: Any, todo: Sequence[Record], block_rows: int, steps
         conc = opt.concurrency
         if step.kind == "tasks":
             ds = ds.map_batches(
-                _apply_stages, batch_size=block_rows, batch_format="pyarrow",
+                _apply_stages, batch_size=opt.batch_size, batch_format="pyarrow",
                 fn_kwargs={"stages": [staged(n) for n in step.stages], "record_type": rtype,
                            "pipeline": pipeline if step.finalize else None,
                            "prepare": staged(step.prepares) if step.prepares else None},
