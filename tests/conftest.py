@@ -1,5 +1,9 @@
 """Shared fixtures: tiny random-weight models built once per test session (offline).
 
+Every tiny model carries a real checkpoint's chat template, special tokens and processor
+settings (``src/giqa/models/reference``, sources in its ``SOURCES.md``): LLaVA-1.5,
+LLaVA-interleave (Qwen), Llama-3-Instruct, Qwen2.5-Instruct, Grounding DINO.
+
 Each fixture builds its model into a session temp dir the first time it is requested
 (a second or so each) and returns the directory, loadable with ``from_pretrained``.
 Set ``GIQA_TINY_CACHE`` to a directory to reuse the builds across sessions.
@@ -52,6 +56,24 @@ def tiny_llava_dir(tiny_models_dir: Path) -> Path:
     from giqa.models.tiny import build_tiny_llava
 
     return build_tiny_llava(tiny_models_dir / "llava")
+
+
+@pytest.fixture(scope="session")
+def tiny_llava_interleave_dir(tiny_models_dir: Path) -> Path:
+    """A tiny LLaVA with llava-interleave-qwen-0.5b's template, special tokens and SigLIP settings."""
+    pytest.importorskip("torch")
+    from giqa.models.tiny import build_tiny_llava_interleave
+
+    return build_tiny_llava_interleave(tiny_models_dir / "llava_interleave")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_dir(tiny_models_dir: Path) -> Path:
+    """A saved tiny ``Qwen2ForCausalLM`` with Qwen2.5-0.5B-Instruct's template and special tokens."""
+    pytest.importorskip("torch")
+    from giqa.models.tiny import build_tiny_qwen2
+
+    return build_tiny_qwen2(tiny_models_dir / "qwen2")
 
 
 @pytest.fixture(scope="session")

@@ -104,9 +104,22 @@ def test_bench_run_end_to_end_with_tiny_llava(tmp_path, tiny_llava_dir, capsys):
     assert rc == 0
     recs = [json.loads(l) for l in preds.read_text().splitlines()]
     assert len(recs) == 16 and all(r["random_weights"] for r in recs)
+    assert all(r["image_aspect"] == "pad" for r in recs)  # the VLM's image policy is recorded
     assert all(isinstance(r["answer"], str) for r in recs)
     rc = main(["bench", "score", str(preds), "--gt", str(BENCH), "--bootstrap", "20", "--out", str(tmp_path / "rep")])
     assert rc == 0
     report = json.loads((tmp_path / "rep" / "report.json").read_text())[0]
     assert 0.0 <= report["metrics"]["acc_y"] <= 1.0
     assert report["counts"]["missing"] == 0
+
+
+def test_bench_runner_checks_its_vlm(tmp_path):
+    from giqa.errors import BackendContractError, ConfigError
+
+    with pytest.raises(ConfigError, match=r"vlm backend function has no method answer\(\).*CallableVLM"):
+        run_bench(lambda image, prompt: "Yes.", BENCH, EXAMPLE, tmp_path / "p.jsonl", progress=False)
+    short = CallableVLM(lambda i, p: "x")
+    short.answer = lambda images, prompts, max_new_tokens=512: ["only one"]
+    with pytest.raises(BackendContractError, match="1 answers for 4 prompts"):
+        run_bench(short, BENCH, EXAMPLE, tmp_path / "p.jsonl", progress=False)
+    assert not (tmp_path / "p.jsonl").exists() or (tmp_path / "p.jsonl").read_text() == ""

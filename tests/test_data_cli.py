@@ -9,7 +9,7 @@ from PIL import Image
 
 from giqa.cli import main
 from giqa.data import load_samples, write_jsonl
-from giqa.pipeline.records import read_jsonl
+from giqa.data.io import read_jsonl
 
 from test_data_stats import known_set
 
@@ -58,3 +58,25 @@ def test_build_export_balance_and_stats(tmp_path, capsys):
     assert main(["build", "stats", str(src), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["vqa_yes_no"] == 4
     assert main(["build", "stats", str(src), "--png", str(png), "--compare", "oops"]) == 2
+
+
+def test_build_steps_take_defaults_from_a_config_file(tmp_path, capsys):
+    out = tmp_path / "items.jsonl"
+    (tmp_path / "run.toml").write_text(f"""
+[build.sources]
+qpathway = ["{SOURCES / 'q-instruct' / 'cleaned_labels.json'}"]
+min_words = 200
+out = "{out}"
+""")
+    assert main(["build", "sources", "--config", str(tmp_path / "run.toml")]) == 0
+    assert json.loads(capsys.readouterr().out)["items"] == 0  # min_words = 200 came from the file
+    assert main(["build", "sources", "--config", str(tmp_path / "run.toml"), "--min-words", "5"]) == 0
+    assert json.loads(capsys.readouterr().out)["items"] > 0  # the flag wins
+    (tmp_path / "bad.toml").write_text("[build.sources]\nmin_word = 3\n")
+    assert main(["build", "sources", "--config", str(tmp_path / "bad.toml"), "--out", str(out)]) == 1
+    assert "unknown option(s) ['min_word']" in capsys.readouterr().err
+    (tmp_path / "bad.toml").write_text("[build.sources]\nmin_words = 'many'\n")
+    assert main(["build", "sources", "--config", str(tmp_path / "bad.toml"), "--out", str(out)]) == 1
+    assert "min_words" in capsys.readouterr().err
+    assert main(["build", "export", str(out), "--to", "jsonl"]) == 1
+    assert "give --out" in capsys.readouterr().err

@@ -233,3 +233,61 @@ def test_iter_json_records_roundtrip(tmp_path_factory, records, chunk, indent, j
     else:
         path.write_text(json.dumps(records, indent=indent))
     assert [v for _, v in iter_json_records(path, chunk_size=chunk)] == records
+
+
+# -- the sources' own fields -----------------------------------------------------------------
+SHORT_DESC = "The dog is sharp, the sky is overexposed and the grass is slightly noisy."  # 14 words
+LONG_VQA = "Yes. " + DESC  # a long answer to a question
+
+
+@pytest.mark.parametrize("field", ["type", "qtype"])
+def test_qpathway_selects_by_the_records_own_type(tmp_path, field):
+    records = [
+        _rec("short-pathway", gpt=SHORT_DESC) | {field: "pathway"},
+        _rec("long-vqa", human="<image>\nWhat is the quality?", gpt=DESC) | {field: "what"},
+        _rec("yes-no", gpt=LONG_VQA) | {field: "Yes-or-No"},
+        _rec("int-coded", gpt=DESC) | {field: 1},
+        _rec("described", gpt=SHORT_DESC) | {field: "Pathway_Reasoning"},
+        _rec("no-field", gpt=DESC),
+        _rec("unknown-value", gpt=DESC) | {field: "zzz"},
+        _rec("unknown-short", gpt=SHORT_DESC) | {field: "zzz"},
+    ]
+    reader = QPathwayReader(_write(tmp_path / "labels.json", records))
+    assert [it["source_id"] for it in reader] == ["short-pathway", "described", "no-field", "unknown-value"]
+    assert reader.stats.selected_by == {"type": 2, "word_count": 2}
+    assert reader.stats.skipped_by == {"question_type": 3, "not_a_description": 1}
+    assert reader.stats.unknown_types == {"zzz": 2}
+
+
+def test_qpathway_question_type_wins_and_value_lists_can_be_replaced(tmp_path):
+    path = _write(tmp_path / "labels.json", [
+        _rec("both", gpt=DESC) | {"type": "pathway", "qtype": "how"},
+        _rec("custom", gpt=SHORT_DESC) | {"type": "long-form"},
+    ])
+    assert [it["source_id"] for it in QPathwayReader(path)] == []
+    reader = QPathwayReader(path, description_types=["long form"])
+    assert [it["source_id"] for it in reader] == ["custom"]
+
+
+def test_qpathway_bad_type_value_is_a_record_error(tmp_path):
+    path = _write(tmp_path / "labels.json", [_rec() | {"type": ["pathway"]}])
+    with pytest.raises(RecordParseError, match="field 'type': expected a string or an integer"):
+        QPathwayReader(path).read()
+
+
+def test_dq495k_skips_full_reference_records_unless_asked(tmp_path):
+    records = [
+        _dq("noref_0"),
+        _dq("ref_0", task_type="quality_single_A", image_ref="KADIS700K/ref_imgs/000001.png"),
+        _dq("ref_1", image_ref="KADIS700K/ref_imgs/000002.png"),  # noref label, but a reference given
+        _dq("cmp_0", task_type="quality_compare", image_B="KADIS700K/x.png"),
+        _dq("cmp_1", task_type="quality_compare_noref", image_B="KADIS700K/x.png"),
+    ]
+    path = _write(tmp_path / "metas.json", records)
+    reader = DQ495KReader(path)
+    assert [it["source_id"] for it in reader] == ["noref_0"]
+    assert reader.stats.skipped_by == {"full_reference": 2, "not_single_image": 2}
+    assert reader.stats.selected_by == {"quality_single_A_noref": 1}
+    kept = DQ495KReader(path, keep_full_reference=True)
+    assert [it["source_id"] for it in kept] == ["noref_0", "ref_0", "ref_1"]
+    assert kept.stats.selected_by == {"quality_single_A_noref": 2, "quality_single_A": 1}

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from giqa.data import export_samples, load_samples, read_llava_json, write_llava_json
+from giqa.data import export_samples, load_samples, read_llava_json, sample_from_llava, write_llava_json
 from giqa.errors import ParseError
 from giqa.text import format_phrase, parse_grounded
 from giqa.types import Box, Provenance, Sample, Task, VqaKind, VqaMode
@@ -48,11 +48,11 @@ def test_llava_json_round_trip(tmp_path):
         assert (b.id, b.image, b.task, b.vqa_kind, b.vqa_mode, b.question, b.answer) == \
                (s.id, s.image, s.task, s.vqa_kind, s.vqa_mode, s.question, s.answer)
         assert b.regions == s.regions  # boxes read back from the grounded text
-    # the plain LLaVA record (no extra fields) goes through Sample.from_llava as well
+    # the plain LLaVA record (no extra fields) goes through sample_from_llava as well
     plain = write_llava_json(samples, tmp_path / "plain.json", extra_fields=False)
     rec = json.loads(plain.read_text(encoding="utf-8"))[0]
     assert set(rec) == {"id", "image", "conversations"}
-    assert Sample.from_llava(rec).regions == samples[0].regions
+    assert sample_from_llava(rec).regions == samples[0].regions
 
 
 @pytest.mark.parametrize("fmt, name", [("jsonl", "giqa.jsonl"), ("parquet", "giqa.parquet"), ("hf", "giqa_hf")])

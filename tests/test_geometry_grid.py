@@ -17,15 +17,23 @@ _grids = st.tuples(st.integers(1, 64), st.integers(1, 64))
 _coord = st.floats(0, 1)
 
 
-def _oracle_cell(v, k, dtype):
-    """Cell of v: the number of boundaries j/k (j = 1..k-1, rounded to dtype) at or below v."""
-    bounds = (np.arange(1, k, dtype=np.float64) / k).astype(dtype)
-    return int(np.searchsorted(bounds, dtype(v), side="right"))
+def _oracle_cell(v, k, dtype=np.float64):
+    """Cell of v as stored in ``dtype``: the number of float64 boundaries j/k (j = 1..k-1) at
+    or below the value widened to float64."""
+    bounds = np.arange(1, k, dtype=np.float64) / k
+    return int(np.searchsorted(bounds, np.float64(dtype(v)), side="right"))
+
+
+def _python_path(codec, boxes):
+    """The plain-Python encoder that runs for <= 16 rows while the kernels are not loaded."""
+    bx, by = codec._bounds()
+    return np.array([codec._encode_py(row, bx, by, i) for i, row in enumerate(boxes.tolist())], np.int64).reshape(-1, 2)
 
 
 def _all_paths(codec, boxes):
-    """Encode through the Python path (<= 16 rows), the serial and the parallel kernel."""
-    out = [codec.encode(boxes), codec.encode(boxes, parallel=False), codec.encode(boxes, parallel=True)]
+    """Encode through the default path, the serial and the parallel kernel and plain Python."""
+    out = [codec.encode(boxes), codec.encode(boxes, parallel=False), codec.encode(boxes, parallel=True),
+           _python_path(codec, boxes)]
     for o in out[1:]:
         np.testing.assert_array_equal(out[0], o)
     return out[0]
@@ -43,28 +51,65 @@ def test_tower_window_and_strip_examples():
     assert codec.encode_box(0.5, 0.0, 1.0, 1.0) == (10, 399)
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_float_floor_error_is_absorbed(dtype):
-    assert 0.29 * 100 < 29  # the trap
+@pytest.mark.parametrize("dtype,cell", [(np.float64, 29), (np.float32, 28)])
+def test_float_floor_error_is_absorbed(dtype, cell):
+    assert 0.29 * 100 < 29  # the trap: float64 0.29 is cell 29 all the same
+    assert float(np.float32(0.29)) < 0.29  # float32 0.29 really lies in cell 28
     codec = GridCodec(100, 100)
     boxes = np.array([[0.29, 0.29, 0.29, 0.29]] * 20, dtype)  # 20 rows: kernel path
-    assert _all_paths(codec, boxes)[0].tolist() == [29 * 100 + 29] * 2
-    assert codec.encode(boxes[:1]).tolist() == [[2929, 2929]]
-    assert codec.encode_box(0.29, 0.29, 0.29, 0.29) == (2929, 2929)
+    assert _all_paths(codec, boxes)[0].tolist() == [cell * 100 + cell] * 2
+    assert codec.encode(boxes[:1]).tolist() == [[cell * 101] * 2]
+    assert codec.encode_box(*boxes[0].tolist()) == (cell * 101, cell * 101)
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_every_boundary_k_over_n_lands_in_cell_k(dtype):
+def test_every_float64_boundary_k_over_n_lands_in_cell_k():
     for n in range(1, 151):
         k = np.arange(n)
-        xs = (k / n).astype(dtype)
+        xs = k / n
         boxes = np.stack([xs, np.zeros_like(xs), xs, np.zeros_like(xs)], axis=1)
         got = GridCodec(n, 1).encode(boxes, parallel=False)
         assert got[:, 0].tolist() == k.tolist(), n
         # the float just below a boundary belongs to the previous cell
-        below = np.nextafter(xs[1:], dtype(0))
+        below = np.nextafter(xs[1:], 0.0)
         boxes = np.stack([below, np.zeros_like(below), below, np.zeros_like(below)], axis=1)
         assert GridCodec(n, 1).encode(boxes, parallel=False)[:, 0].tolist() == k[:-1].tolist()
+
+
+def _paths_of_one_column(codec, x):
+    """Column of x (one float32) by every path a box can take to the grid."""
+    from giqa.text import format_phrase, parse_grounded
+
+    f32 = np.array([[x, 0, x, 0]], np.float32)
+    cols = {
+        "encode float32": codec.encode(f32)[0, 0],
+        "encode float32, kernel": codec.encode(f32, parallel=False)[0, 0],
+        "encode float32, many rows": codec.encode(np.repeat(f32, 40, 0), parallel=True)[-1, 0],
+        "encode float32, Python": _python_path(codec, f32)[0, 0],
+        "encode widened": codec.encode(f32.astype(np.float64))[0, 0],
+        "encode_box": codec.encode_box(*f32[0].tolist())[0],
+        "Box.to_grid": Box.from_xyxy(f32[0].tolist()).to_grid(codec.n, codec.m)[0],
+        "format_phrase": parse_grounded(format_phrase("p", f32, n=codec.n, m=codec.m), n=codec.n,
+                                        m=codec.m).spans[0].indices[0][0],
+    }
+    return {k: int(v) % codec.n for k, v in cols.items()}
+
+
+@pytest.mark.parametrize("n", [20, 7, 32, 100, 640])
+def test_float32_columns_agree_on_every_path(n):
+    """One rule: widen to float64, then the floor-safe encode (issue 12: x1 = float32(224/640)
+    was column 7 by GridCodec.encode and 6 by format_phrase and Box.to_grid)."""
+    codec = GridCodec(n, 3)
+    xs = (np.arange(n + 1) / n).astype(np.float32)
+    for x in np.concatenate([xs, np.nextafter(xs, np.float32(0)), np.nextafter(xs, np.float32(1))]):
+        x = np.float32(min(max(x, 0), 1))
+        cols = _paths_of_one_column(codec, x)
+        assert set(cols.values()) == {min(_oracle_cell(x, n, np.float32), n - 1)}, (x, cols)
+
+
+def test_float32_224_over_640_is_column_6_everywhere():
+    x = np.float32(224 / 640)
+    assert float(x) < 0.35
+    assert set(_paths_of_one_column(GridCodec(20, 20), x).values()) == {6}
 
 
 def test_one_stays_in_the_last_cell_and_non_square_grids():
@@ -116,8 +161,7 @@ def test_encode_matches_oracle_and_all_paths_agree(dtype, case):
         x1, y1, x2, y2 = row
         assert l == _oracle_cell(min(y1, y2), m, dtype) * n + _oracle_cell(min(x1, x2), n, dtype)
         assert r == _oracle_cell(max(y1, y2), m, dtype) * n + _oracle_cell(max(x1, x2), n, dtype)
-        if dtype is np.float64:
-            assert codec.encode_box(*row.tolist()) == (l, r)
+        assert codec.encode_box(*row.tolist()) == (l, r)
 
 
 @SETTINGS

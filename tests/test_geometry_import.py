@@ -30,3 +30,19 @@ def test_kernels_load_on_first_use_without_heavy_imports():
         "print('numba' in sys.modules, 'torch' in sys.modules, 'transformers' in sys.modules)"
     )
     assert out == "True False False"
+
+
+def test_kernel_files_name_the_checks_version_they_compile():
+    # Numba re-validates a kernel cache by its own file's text: a kernel file that compiles
+    # _checks.first_bad must change whenever _checks does, or stale caches keep the old check.
+    import re
+    from pathlib import Path
+
+    import giqa.geometry as g
+
+    here = Path(g.__file__).parent
+    version = re.search(r"^CHECKS_VERSION = (\d+)$", (here / "_checks.py").read_text(), re.M).group(1)
+    users = [p for p in here.glob("_*kernels.py") if "giqa.geometry._checks import" in p.read_text()]
+    assert users
+    for path in users:
+        assert f"CHECKS_VERSION = {version} " in path.read_text(), path.name

@@ -10,7 +10,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from giqa.errors import InvalidBoxError
-from giqa.geometry import coverage, iou, pairwise_coverage, pairwise_iou, pairwise_touch, touch
+from giqa.geometry import (
+    COORD_LIMIT,
+    box_merge,
+    coverage,
+    iou,
+    pairwise_coverage,
+    pairwise_iou,
+    pairwise_touch,
+    touch,
+)
 
 SETTINGS = settings(max_examples=60, deadline=None)
 
@@ -204,3 +213,46 @@ def test_bad_dtype_and_lengths():
         pairwise_iou(np.array([["a", "b", "c", "d"]]), np.zeros((1, 4)))
     with pytest.raises(ValueError, match="equal lengths"):
         iou(np.zeros((2, 4)), np.zeros((3, 4)))
+
+
+# -- the supported coordinate range ------------------------------------------------------------
+_FNS = [pairwise_iou, pairwise_coverage, pairwise_touch, iou, coverage, touch]
+
+
+@pytest.mark.parametrize("fn", _FNS + [lambda a, b: box_merge(a)])
+@pytest.mark.parametrize("big", [1e200, -1e19, 2e18])
+def test_huge_finite_coordinates_raise_instead_of_nan(fn, big):
+    box = [[big, big, 1.0, 1.0]] if big < 0 else [[0.0, 0.0, big, big]]
+    with pytest.raises(InvalidBoxError, match=r"\[0\].*outside the supported range \|v\| <= 1e\+18"):
+        fn(box, [[0.0, 0.0, 1.0, 1.0]])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@SETTINGS
+@given(data=st.data())
+def test_never_nan_inside_the_range(dtype, data):
+    lim = float(dtype(COORD_LIMIT))  # float32(1e18) is a little below 1e18
+    coord = st.floats(-lim, lim, allow_nan=False, width=32 if dtype is np.float32 else 64)
+    a = data.draw(box_arrays(coord=coord, min_size=1, max_size=6)).astype(dtype)
+    b = data.draw(box_arrays(coord=coord, min_size=len(a), max_size=len(a))).astype(dtype)
+    edge = np.array([[-lim, -lim, lim, lim]], dtype)
+    a, b = np.concatenate([a, edge]), np.concatenate([b, edge])
+    for m in (pairwise_iou(a, b), pairwise_coverage(a, b), iou(a, b), coverage(a, b)):
+        assert np.isfinite(m).all() and (m >= 0).all() and (m <= 1 + 1e-6).all()
+    assert pairwise_iou(edge, edge)[0, 0] == 1
+
+
+@pytest.mark.parametrize("fn", [iou, coverage, touch])
+def test_elementwise_names_the_first_bad_row_of_either_operand(fn):
+    good = _random_boxes(40, 5)
+    bad = good.copy()
+    bad[[17, 30], 0] = bad[[17, 30], 2] + 0.1  # inverted
+    with pytest.raises(InvalidBoxError, match=r"^a\[17\].*inverted"):
+        fn(bad, good)
+    with pytest.raises(InvalidBoxError, match=r"^b\[17\].*inverted"):
+        fn(good, bad)
+    big_good = _random_boxes(70_000, 6)
+    big_bad = big_good.copy()
+    big_bad[69_999, 3] = np.nan  # parallel kernel, last chunk
+    with pytest.raises(InvalidBoxError, match=r"^b\[69999\].*not finite"):
+        fn(big_good, big_bad)

@@ -30,63 +30,79 @@ def box_arrays(draw, min_size=0, max_size=10):
 _thresholds = st.tuples(st.sampled_from([0.0, 0.05, AREA_THR, 0.6]), st.sampled_from([0.5, COVER_THR, 1.0]))
 
 
-# -- an independent, plain-Python statement of the documented rule ---------------------------
-def rule(p, q, area_thr, cover_thr):
+# -- plain-Python statements of the paper's listing -------------------------------------------
+def _area(b):
+    return (b[2] - b[0]) * (b[3] - b[1])
+
+
+def _touch(p, q):
+    return max(p[0], q[0]) <= min(p[2], q[2]) and max(p[1], q[1]) <= min(p[3], q[3])
+
+
+def _coverage(p, q):
+    small = min(_area(p), _area(q))
+    if not _touch(p, q) or small <= 0:
+        return 0.0
     w = min(p[2], q[2]) - max(p[0], q[0])
     h = min(p[3], q[3]) - max(p[1], q[1])
-    touching = w >= 0 and h >= 0
-    small = min((p[2] - p[0]) * (p[3] - p[1]), (q[2] - q[0]) * (q[3] - q[1]))
-    cov = (w * h) / small if (touching and small > 0) else 0.0
-    return (small < area_thr and touching) or cov > cover_thr
+    return (w * h) / small
+
+
+def rule(p, q, area_thr, cover_thr):
+    """The symmetric form: what no two output boxes may satisfy (the fixpoint property)."""
+    return (min(_area(p), _area(q)) < area_thr and _touch(p, q)) or _coverage(p, q) > cover_thr
+
+
+def algorithm1(boxes, groups, area_thr, cover_thr):
+    """Alg. 1 lines 10-19 as listed: R[i] absorbs R[j] and is re-tested as the grown box."""
+    r, g = list(boxes), [list(x) for x in groups]
+    i = 0
+    while i < len(r):
+        j = i + 1
+        while j < len(r):
+            if _area(r[i]) < area_thr and _touch(r[i], r[j]) or _coverage(r[i], r[j]) > cover_thr:
+                p, q = r[i], r[j]
+                r[i] = (min(p[0], q[0]), min(p[1], q[1]), max(p[2], q[2]), max(p[3], q[3]))
+                g[i] += g[j]
+                del r[j], g[j]
+            else:
+                j += 1
+        i += 1
+    return r, g
 
 
 def reference_merge(boxes, area_thr, cover_thr):
-    """Rounds of connected components over the rule until nothing joins (Python, slow)."""
-    groups = [[i] for i in range(len(boxes))]
-    cur = [tuple(map(float, b)) for b in boxes]
+    """Algorithm 1 in canonical order (area, then x1, y1, x2, y2), repeated to a fixpoint."""
+    cur = [tuple(float(v) + 0.0 for v in b) for b in boxes]
+    groups = [[i] for i in range(len(cur))]
     while True:
-        k = len(cur)
-        adj = [[q for q in range(k) if q != p and rule(cur[p], cur[q], area_thr, cover_thr)] for p in range(k)]
-        seen = [False] * k
-        comps = []
-        for s in range(k):
-            if seen[s]:
-                continue
-            stack, comp = [s], []
-            seen[s] = True
-            while stack:
-                p = stack.pop()
-                comp.append(p)
-                for q in adj[p]:
-                    if not seen[q]:
-                        seen[q] = True
-                        stack.append(q)
-            comps.append(comp)
-        if len(comps) == k:
+        order = sorted(range(len(cur)), key=lambda c: (_area(cur[c]), cur[c]))
+        new, new_groups = algorithm1([cur[c] for c in order], [groups[c] for c in order], area_thr, cover_thr)
+        done = len(new) == len(cur)
+        cur, groups = new, new_groups
+        if done:
             break
-        cur = [
-            (min(cur[c][0] for c in comp), min(cur[c][1] for c in comp),
-             max(cur[c][2] for c in comp), max(cur[c][3] for c in comp))
-            for comp in comps
-        ]
-        groups = [[i for c in comp for i in groups[c]] for comp in comps]
     order = sorted(range(len(cur)), key=lambda c: cur[c])
-    merged = [cur[c] for c in order]
     assignment = [0] * len(boxes)
     for rank, c in enumerate(order):
         for i in groups[c]:
             assignment[i] = rank
-    return np.array(merged).reshape(-1, 4), np.array(assignment, dtype=np.int64)
+    return np.array([cur[c] for c in order]).reshape(-1, 4), np.array(assignment, dtype=np.int64)
+
+
+def _pairs(boxes, merged, assignment):
+    """(input box, its output box) pairs as a sorted list: identical inputs are interchangeable."""
+    return sorted((tuple(b), tuple(merged[a])) for b, a in zip(boxes.tolist(), assignment.tolist()))
 
 
 # -- properties ------------------------------------------------------------------------------
 @SETTINGS
 @given(boxes=box_arrays(), thr=_thresholds)
-def test_matches_reference_and_is_a_fixpoint(boxes, thr):
+def test_matches_algorithm1_and_is_a_fixpoint(boxes, thr):
     merged, assignment = box_merge(boxes, *thr)
     ref_merged, ref_assignment = reference_merge(boxes, *thr)
     np.testing.assert_array_equal(merged, ref_merged)
-    np.testing.assert_array_equal(assignment, ref_assignment)
+    assert _pairs(boxes, merged, assignment) == _pairs(boxes, ref_merged, ref_assignment)
     k = len(merged)
     assert k <= len(boxes)
     for p in range(k):
@@ -101,7 +117,7 @@ def test_order_independent(boxes, thr, data):
     merged, assignment = box_merge(boxes, *thr)
     merged_p, assignment_p = box_merge(boxes[perm], *thr)
     np.testing.assert_array_equal(merged, merged_p)
-    np.testing.assert_array_equal(merged[assignment[perm]], merged_p[assignment_p])
+    assert _pairs(boxes, merged, assignment) == _pairs(boxes[perm], merged_p, assignment_p)
 
 
 @SETTINGS
@@ -159,7 +175,21 @@ def test_large_touching_boxes_stay_apart_unless_covered():
     assert len(box_merge([[0.0, 0.0, 0.8, 0.8], [0.0, 0.08, 0.8, 0.88]])[0]) == 2
 
 
-def test_symmetric_area_rule_absorbs_small_box_into_large():
+def test_bridge_box_joins_one_large_box_only():
+    # The small box touches both large ones. Alg. 1 merges it into one of them; the grown box
+    # is no longer small, so the two large boxes (coverage 0.08) stay apart in any order.
+    a, b, bridge = [0, 0, 0.6, 0.6], [0.65, 0, 1, 0.8], [0.55, 0.1, 0.7, 0.2]
+    for boxes in ([a, b, bridge], [bridge, a, b], [b, bridge, a]):
+        merged, assignment = box_merge(boxes)
+        np.testing.assert_allclose(merged, [[0, 0, 0.6, 0.6], [0.55, 0, 1, 0.8]])
+        assert [tuple(merged[i]) for i in assignment] == [
+            tuple(merged[0]) if box is a else tuple(merged[1]) for box in boxes
+        ]
+    merged, _, _ = box_merge_batched(np.array([a, b, bridge] * 2), [0, 3, 6])
+    assert len(merged) == 4
+
+
+def test_small_box_is_absorbed_into_large_in_either_order():
     # the small box touches the large one; whichever comes first, they merge
     big, small = [0.0, 0.0, 0.8, 0.8], [0.8, 0.0, 0.9, 0.1]
     for boxes in ([big, small], [small, big]):

@@ -140,3 +140,29 @@ def test_exif_orientation_is_applied(root):
 def test_to_rgb_keeps_rgb():
     im = Image.new("RGB", (3, 3))
     assert to_rgb(im) is im
+
+
+def test_only_regular_files_are_opened(root):
+    """A FIFO named like an image must not block (opened non-blocking, checked with fstat)."""
+    os.mkfifo(root / "pipe.jpg")
+    for fn in (load_image, read_image_bytes):
+        with pytest.raises(ImageError, match="'pipe.jpg' is not a regular file"):
+            fn(root, "pipe.jpg")
+    (root / "dir.png").mkdir()
+    with pytest.raises(ImageError, match="directory"):
+        read_image_bytes(root, "dir.png")
+
+
+@pytest.mark.parametrize("size", [(5000, 1), (1, 300), (420, 20)])
+def test_extreme_aspect_ratios_are_refused_clearly(root, size):
+    _save(root / "strip.png", Image.new("RGB", size))
+    with pytest.raises(ImageError, match=r"'strip.png' is \d+x\d+, an aspect ratio of \d+:1, above the limit of 20:1"):
+        load_image(root, "strip.png")
+    assert load_image(root, "strip.png", max_aspect_ratio=None).size[0] >= 1
+
+
+def test_error_messages_name_paths_not_objects(root):
+    (root / "junk.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    with pytest.raises(ImageError) as info:
+        load_image(root, "junk.png")
+    assert "junk.png" in str(info.value) and " object at 0x" not in str(info.value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import sys
 
@@ -20,6 +21,7 @@ from giqa.models.grounding_dino import (  # noqa: E402
     _phrase_spans,
     post_process_kwargs,
 )
+from gdino_reference import reference_detect  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -41,6 +43,14 @@ PHRASES = [["a dog", "the blurry sky"], ["a cat"], ["tree", "grass", "the man we
 
 def _flat(out):
     return [[[(d.box.as_tuple(), d.score, d.phrase) for d in dets] for dets in per] for per in out]
+
+
+@functools.lru_cache(maxsize=None)
+def _reference_model(path):
+    transformers = pytest.importorskip("transformers")
+    processor = transformers.AutoProcessor.from_pretrained(path)
+    model = transformers.GroundingDinoForObjectDetection.from_pretrained(path).eval()
+    return processor, model
 
 
 def _assert_close(a, b):
@@ -185,9 +195,14 @@ def test_overlong_phrase_is_a_value_error(detector):
         detector.detect([_image(16, 16, 0)], [["blurry " * 400]])
 
 
-def test_many_phrases_split_over_passes(detector):
+def test_many_phrases_split_over_passes(detector, tiny_grounding_dino_dir):
     phrases = [f"blurry sky {k}" for k in range(80)]  # > 256 tokens in total
-    jobs = detector._jobs([phrases])
-    assert len(jobs) >= 2 and sorted(j for _, idx, _ in jobs for j in idx) == list(range(80))
-    out = detector.detect([_image(32, 32, 0)], [phrases])
+    rows = detector._prompts.rows([phrases])
+    assert len(rows) >= 2 and sorted(j for r in rows for j in r.phrases) == list(range(80))
+    assert all(len(r.ids) <= detector.max_text_len for r in rows)
+    image = _image(32, 32, 0)
+    out = detector.detect([image], [phrases])
     assert len(out[0]) == 80
+    processor, model = _reference_model(tiny_grounding_dino_dir)
+    ref = reference_detect(processor, model, [image], [phrases], box_threshold=0.3, text_threshold=0.25)
+    _assert_close(_flat(out), ref)

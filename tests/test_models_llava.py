@@ -62,7 +62,10 @@ def test_filter_p_yes_is_the_yes_no_softmax_of_the_logits(qfilter, tiny_llava_di
     for crop, q, got in zip(crops, QUESTIONS, p):
         conv = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": q + qfilter.settings.prompt_suffix}]}]
         prompt = proc.apply_chat_template(conv, add_generation_prompt=True)
-        inputs = proc(images=[crop], text=[prompt], return_tensors="pt")
+        side = max(crop.size)  # LLaVA-1.5's expand2square with the processor's mean colour, by hand
+        square = Image.new("RGB", (side, side), tuple(int(m * 255) for m in proc.image_processor.image_mean))
+        square.paste(crop, ((side - crop.width) // 2, (side - crop.height) // 2))
+        inputs = proc(images=[square], text=[prompt], return_tensors="pt")
         with torch.no_grad():
             logits = model(**inputs).logits[0, -1]
         expected = torch.softmax(torch.stack([logits[yes], logits[no]]), dim=0)[0].item()
@@ -125,3 +128,56 @@ def test_registry_create_and_defaults(tiny_llava_dir):
     assert isinstance(create("vlm", "llava.v1", model_id=str(tiny_llava_dir)), LlavaVLM)
     assert LlavaQualityFilter().model_id == "llava-hf/llava-1.5-7b-hf"
     assert LlavaVLM().model_id == "llava-hf/llava-1.5-7b-hf"
+
+
+# -- image geometry: the red left quarter reaches the vision tower ------------------------------
+def _capture_pixels(backend):
+    """Register a hook on the vision tower that records the pixel values it is given."""
+    seen = []
+    tower = next(m for n, m in backend.model.named_modules() if n.endswith("vision_tower"))
+
+    def hook(module, args, kwargs):
+        seen.append(kwargs.get("pixel_values", args[0] if args else None))
+
+    return seen, tower.register_forward_pre_hook(hook, with_kwargs=True)
+
+
+@pytest.mark.parametrize("role", ["filter", "vlm"])
+@pytest.mark.parametrize("aspect, keeps_red", [("pad", True), ("crop", False), ("native", False)])
+def test_backends_keep_the_red_left_quarter_when_padded(tiny_llava_dir, role, aspect, keeps_red):
+    from image_checks import red_fraction, red_left_quarter
+
+    cls = LlavaQualityFilter if role == "filter" else LlavaVLM
+    backend = cls(model_id=str(tiny_llava_dir), image_aspect=aspect)
+    try:
+        backend.load()
+        seen, handle = _capture_pixels(backend)
+        if role == "filter":
+            backend.p_yes([red_left_quarter()], ["Is the image quality blurry?"])
+        else:
+            backend.answer([red_left_quarter()], ["Describe."], max_new_tokens=1)
+        handle.remove()
+        share = red_fraction(seen[0][0], backend.processor.image_processor)
+        assert (0.1 < share < 0.15) if keeps_red else share == 0.0
+        assert backend.model_info()["image_aspect"] == aspect
+    finally:
+        backend.close()
+
+
+def test_default_image_aspect_is_pad_everywhere():
+    from giqa.train import TrainConfig
+
+    assert LlavaQualityFilter().settings.image_aspect == "pad" == LlavaVLM().settings.image_aspect
+    assert TrainConfig(data=["x.jsonl"], image_root=".", output_dir="o").image_aspect == "pad"
+
+
+def test_interleave_siglip_processor_pads_too(tiny_llava_interleave_dir):
+    from image_checks import red_fraction, red_left_quarter
+
+    vlm = LlavaVLM(model_id=str(tiny_llava_interleave_dir))
+    try:
+        inputs = vlm.load().encode([red_left_quarter()], ["Describe."])
+        assert 0.1 < red_fraction(inputs["pixel_values"][0], vlm.processor.image_processor) < 0.15
+        assert vlm.answer([red_left_quarter()], ["Describe."], max_new_tokens=2)[0] is not None
+    finally:
+        vlm.close()

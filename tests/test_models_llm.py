@@ -51,12 +51,14 @@ def test_bad_conversations(bad, exc):
 
 
 # -- TransformersLLM -------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def hf_llm(tiny_llama_dir):
+@pytest.fixture(scope="module", params=["llama-3", "qwen2.5"])
+def hf_llm(request, tiny_llama_dir, tiny_qwen2_dir):
+    """TransformersLLM on a tiny model with Llama-3-Instruct's or Qwen2.5-Instruct's real template."""
     pytest.importorskip("torch")
     from giqa.models.hf_llm import TransformersLLM
 
-    llm = TransformersLLM(model_id=str(tiny_llama_dir), batch_size=2)
+    path = tiny_llama_dir if request.param == "llama-3" else tiny_qwen2_dir
+    llm = TransformersLLM(model_id=str(path), batch_size=2)
     yield llm
     llm.close()
 

@@ -39,7 +39,7 @@ def test_paper_preset_builds_without_loading():
     assert b.models() == {
         "detector": "IDEA-Research/grounding-dino-base",
         "llm": "meta-llama/Meta-Llama-3-8B-Instruct",
-        "filter": "llava-hf/llava-1.5-7b-hf",
+        "quality_filter": "llava-hf/llava-1.5-7b-hf",
         "embedder": "sentence-transformers/all-MiniLM-L6-v2",
         "vlm": "llava-hf/llava-1.5-7b-hf",
     }
@@ -143,3 +143,32 @@ def test_missing_dependency_message_names_the_extra(monkeypatch, module_name, ma
     monkeypatch.setattr(importlib.import_module(module_name), "require", missing)
     with pytest.raises(MissingDependencyError, match=r'pip install "giqa\[models\]"'):
         make()
+
+
+def test_roles_are_one_table():
+    from giqa.models import BackendSpec, Role
+    from giqa.models.presets import preset_entry
+    from giqa.models.registry import available
+
+    assert Role.parse("filter") is Role.quality_filter and Role.parse("QUALITY-FILTER") is Role.quality_filter
+    assert available("filter") == available(Role.quality_filter) == ["llava.v1"]
+    assert preset_entry("small", "filter") == ("llava", {"model_id": "llava-hf/llava-interleave-qwen-0.5b-hf"})
+    b = load_preset("paper", filter={"model_id": "my/qf"})
+    assert b.quality_filter is b.filter and b.filter.model_id == "my/qf" and b.get("filter") is b.filter
+    spec = BackendSpec.from_preset("paper", "filter", device="cpu")
+    assert (spec.role, spec.name, spec.preset) == (Role.quality_filter, "llava", "paper")
+    assert spec.settings == {"model_id": "llava-hf/llava-1.5-7b-hf", "device": "cpu"}
+    assert BackendSpec(kind="llm", name="openai").role is Role.llm  # the older keyword
+
+
+def test_spec_fingerprint_keeps_result_settings_only():
+    from giqa.models import BackendSpec
+
+    a = BackendSpec(role="llm", name="openai", settings={"model_id": "m1", "base_url": "http://a/v1", "timeout_s": 3})
+    b = BackendSpec(role="llm", name="openai", settings={"model_id": "m1", "max_concurrency": 64})
+    c = BackendSpec(role="llm", name="openai", settings={"model_id": "m2"})
+    assert a.fingerprint() == b.fingerprint() != c.fingerprint()
+    assert a.fingerprint()["name"] == "openai.v1" and a.fingerprint()["settings"]["model_id"] == "m1"
+    tiny = BackendSpec.from_preset("tiny-random", "detector")
+    assert tiny.fingerprint()["settings"]["model_id"] == "{cache}/grounding_dino"  # not this machine's path
+    assert "api_key" not in BackendSpec(role="llm", name="openai", settings={"api_key": "sk-1"}).public()["settings"]

@@ -41,14 +41,18 @@ def test_builds_are_deterministic(tiny_llama_dir, tmp_path):
 
 def test_tiny_llama_chat_generate(tiny_llama_dir):
     tok = transformers.AutoTokenizer.from_pretrained(tiny_llama_dir)
+    assert tok.pad_token is None  # as Meta-Llama-3-8B-Instruct: no pad token; backends pad with EOS
+    tok.pad_token = tok.eos_token
     model = transformers.AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
     assert isinstance(model, transformers.LlamaForCausalLM)
     convs = [[{"role": "user", "content": "Is the sky blue?"}], [{"role": "user", "content": "hi"}]]
     text = tok.apply_chat_template(convs[0], add_generation_prompt=True, tokenize=False)
     assert text.startswith("<|begin_of_text|><|start_header_id|>user")
     assert text.endswith("<|start_header_id|>assistant<|end_header_id|>\n\n")
-    enc = tok.apply_chat_template(convs, add_generation_prompt=True, padding=True, return_tensors="pt", return_dict=True)
-    assert tok.padding_side == "left" and enc["attention_mask"][1, 0] == 0
+    tok.padding_side = "left"
+    texts = [tok.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in convs]
+    enc = tok(texts, padding=True, return_tensors="pt", add_special_tokens=False)
+    assert enc["attention_mask"][1, 0] == 0
     out = model.generate(**enc, max_new_tokens=4, do_sample=False)
     assert out.shape[0] == 2 and enc["input_ids"].shape[1] < out.shape[1] <= enc["input_ids"].shape[1] + 4
     # Any text round-trips through the byte-level BPE.
@@ -67,6 +71,7 @@ def test_tiny_llava_generate_and_train(tiny_llava_dir):
     prompt = proc.apply_chat_template(conv, add_generation_prompt=True)
     assert prompt == "USER: <image>\nIs it blurry? ASSISTANT:"
     inputs = proc(images=[_image(), _image(50, 20, 1)], text=[prompt, prompt], return_tensors="pt", padding=True)
+    assert inputs["pixel_values"].shape == (2, 3, 56, 56)
     n_image = int((inputs["input_ids"][0] == model.config.image_token_id).sum())
     assert n_image == model.config.image_seq_length == 16
     out = model.generate(**inputs, max_new_tokens=3, do_sample=False)
@@ -120,13 +125,33 @@ def test_yes_no_are_single_tokens_everywhere(tiny_llava_dir, tiny_llama_dir):
             assert len(tok.encode(word, add_special_tokens=False)) == 1
 
 
-def test_tiny_llava_template_marks_assistant_tokens(tiny_llava_dir):
+def test_tiny_models_carry_the_real_checkpoints_settings(tiny_llava_dir, tiny_llava_interleave_dir, tiny_llama_dir, tiny_qwen2_dir):
+    from giqa.models import reference
+
+    llava = transformers.AutoProcessor.from_pretrained(tiny_llava_dir)
+    assert llava.chat_template == reference.chat_template(reference.LLAVA_15)
+    assert (llava.tokenizer.bos_token, llava.tokenizer.eos_token, llava.tokenizer.pad_token) == ("<s>", "</s>", "<pad>")
+    real = reference.load(reference.LLAVA_15, "preprocessor_config.json")
+    ip = llava.image_processor
+    assert list(ip.image_mean) == real["image_mean"] and list(ip.image_std) == real["image_std"]
+    assert ip.do_center_crop is True and int(ip.resample) == real["resample"]
+    assert llava.tokenizer("Hi")["input_ids"][0] == llava.tokenizer.bos_token_id  # LlamaTokenizer adds BOS
+    inter = transformers.AutoProcessor.from_pretrained(tiny_llava_interleave_dir)
+    assert inter.chat_template == reference.chat_template(reference.LLAVA_INTERLEAVE)
+    assert (inter.tokenizer.bos_token, inter.tokenizer.eos_token) == (None, "<|im_end|>")
+    assert list(inter.image_processor.image_mean) == [0.5, 0.5, 0.5]
+    for path, name in ((tiny_llama_dir, reference.LLAMA_3_INSTRUCT), (tiny_qwen2_dir, reference.QWEN_25_INSTRUCT)):
+        tok = transformers.AutoTokenizer.from_pretrained(path)
+        cfg = reference.load(name, "tokenizer_config.json")
+        assert tok.chat_template == cfg["chat_template"]
+        assert (tok.eos_token, tok.bos_token) == (cfg["eos_token"], cfg.get("bos_token"))
+
+
+def test_tiny_llava_real_template_renders_as_the_checkpoint(tiny_llava_dir):
     proc = transformers.AutoProcessor.from_pretrained(tiny_llava_dir)
     conv = [
-        {"role": "user", "content": [{"type": "image", "image": _image()}, {"type": "text", "text": "Describe."}]},
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe."}]},
         {"role": "assistant", "content": [{"type": "text", "text": "The sky is blurry."}]},
     ]
-    assert proc.apply_chat_template(conv) == "USER: <image>\nDescribe. ASSISTANT: The sky is blurry.</s>"
-    out = proc.apply_chat_template(conv, tokenize=True, return_dict=True, return_assistant_tokens_mask=True, return_tensors="pt")
-    ids, mask = out["input_ids"][0], out["assistant_masks"][0].bool()
-    assert proc.tokenizer.decode(ids[mask]) == " The sky is blurry.</s>"
+    # llava-hf's template writes no </s>: the trainer's EOS rule adds it (tests/test_train_collate.py)
+    assert proc.apply_chat_template(conv) == "USER: <image>\nDescribe. ASSISTANT: The sky is blurry. "

@@ -10,7 +10,7 @@ from PIL import Image
 import pipeline_fakes as F
 from giqa import prompts
 from giqa.cli import main
-from giqa.pipeline.records import read_jsonl
+from giqa.data.io import read_jsonl
 from giqa.types import Box, GroundedPhrase, Sample, Tag
 
 
@@ -115,3 +115,119 @@ def test_ray_stage_options_flag_is_checked_before_anything_runs(tmp_path, capsys
         main(["des", "--input", "x.jsonl", "--root", str(tmp_path), "--out", str(tmp_path / "o"),
               "--runner", "ray", "--ray-stage-options", '{"detect": 4}'])
     assert "expected" in capsys.readouterr().err
+
+
+# -- run configuration, flags, fail-fast ------------------------------------------------------------
+@pytest.fixture()
+def fake_backends(monkeypatch):
+    """Registry entries for the in-memory fake backends, so config files can name them."""
+    from giqa.models import registry
+
+    monkeypatch.setattr(registry, "_registry", {k: dict(v) for k, v in registry._BUILTIN.items()})
+    monkeypatch.setattr(registry, "_entry_points_loaded", True)
+    registry.register("llm", "fake-tags.v1", lambda model_id="fake-llm", **_: F.make_llm(model_id=model_id))
+    registry.register("detector", "fake-det.v1", lambda **_: F.make_detector())
+    registry.register("quality_filter", "fake-filter.v1", lambda **_: F.make_filter())
+
+
+def _items(tmp_path, n=3):
+    root = tmp_path / "img"
+    items = F.make_dataset(root, n)
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(i) + "\n" for i in items))
+    return root
+
+
+def test_des_from_a_config_file_with_flags_overriding_it(tmp_path, capsys, fake_backends):
+    root = _items(tmp_path)
+    (tmp_path / "run.toml").write_text(f"""
+preset = "paper"
+[backends]
+llm = {{name = "fake-tags", model_id = "from-config"}}
+detector = "fake-det"
+quality_filter = {{name = "fake-filter"}}
+[des]
+root = "{root}"
+area_thr = 0.3
+[runner]
+batch_size = 2
+progress = false
+""")
+    rc = main(["des", "--config", str(tmp_path / "run.toml"), "--input", str(tmp_path / "in.jsonl"),
+               "--out", str(tmp_path / "out"), "--llm-model", "from-flag", "--cover-thr", "0.9"])
+    assert rc == 0
+    assert json.loads(capsys.readouterr().out)["succeeded"] == 3
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run["config"]["area_thr"] == 0.3 and run["config"]["cover_thr"] == 0.9  # file, then flag
+    assert run["backends"]["llm"]["settings"]["model_id"] == "from-flag"
+    assert run["run_config"]["runner"]["batch_size"] == 2
+    s = Sample.model_validate(next(read_jsonl(tmp_path / "out" / "samples.jsonl")))
+    assert s.provenance.models["llm"] == "from-flag"
+    assert s.provenance.extra["run"]["config"]["area_thr"] == 0.3
+    assert s.provenance.extra["run"]["backends"]["detector"]["name"] == "fake-det"
+
+
+@pytest.mark.parametrize("text, words", [
+    ("[des]\narea_thr = 2.0\n", "des.area_thr: Input should be less than or equal to 1"),
+    ("[des]\nareathr = 0.2\n", "des.areathr: Extra inputs are not permitted"),
+    ("[backends]\nsegmenter = 'x'\n", "unknown backend role 'segmenter'"),
+    ("[backends]\nllm = {name = 'openai', max_concurency = 3}\n", "max_concurency"),
+    ("[backends]\nllm = {model_id = 'x'}\n", "needs name = <registry name> or preset"),
+    ("[runner]\nkind = 'slurm'\n", "runner.kind: Input should be 'local' or 'ray'"),
+    ("preset = 'huge'\n", "no preset named 'huge'"),
+    ("[des\n", "not valid TOML"),
+])
+def test_config_errors_name_the_file_and_field(tmp_path, capsys, text, words):
+    (tmp_path / "bad.toml").write_text(text)
+    rc = main(["des", "--config", str(tmp_path / "bad.toml"), "--input", "x.jsonl", "--root", str(tmp_path),
+               "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 1 and str(tmp_path / "bad.toml") in err and words in err, err
+
+
+def test_flags_that_do_not_apply_are_refused(tmp_path, capsys):
+    rc = main(["des", "--input", "x.jsonl", "--root", str(tmp_path), "--out", str(tmp_path / "o"),
+               "--llm", "transformers", "--timeout", "5"])
+    assert rc == 1 and "--timeout does not apply to the llm backend 'transformers'" in capsys.readouterr().err
+
+
+def test_llm_flags_select_an_openai_server(tmp_path):
+    import argparse
+
+    from giqa.cli import build_parser
+    from giqa.cli._run import resolve_config
+    from giqa.models import Role
+
+    args = build_parser().parse_args(["des", "--input", "x", "--root", str(tmp_path), "--out", "o",
+                                      "--llm-base-url", "http://gpu:8000/v1", "--llm-model", "llama",
+                                      "--llm-concurrency", "64", "--timeout", "30", "--retries", "1",
+                                      "--device", "cuda:1", "--no-filter"])
+    assert isinstance(args, argparse.Namespace)
+    config = resolve_config(args, "des", ("llm", "detector", "quality_filter"))
+    llm = config.backend(Role.llm)
+    assert llm.name == "openai" and llm.settings == {"base_url": "http://gpu:8000/v1", "model_id": "llama",
+                                                     "max_concurrency": 64, "timeout_s": 30.0, "max_retries": 1}
+    assert config.backend(Role.detector).settings["device"] == "cuda:1"  # every in-process model
+    assert config.backend(Role.quality_filter) is None
+
+
+def test_a_dead_llm_server_stops_the_run_in_seconds(tmp_path, capsys):
+    import socket
+    import time
+
+    root = _items(tmp_path, 30)
+    with socket.socket() as sock:  # a port nobody listens on: connection refused
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    t0 = time.monotonic()
+    rc = main(["des", "--input", str(tmp_path / "in.jsonl"), "--root", str(root), "--out", str(tmp_path / "out"),
+               "--llm-base-url", f"http://127.0.0.1:{port}/v1", "--retries", "1", "--no-progress"])
+    seconds = time.monotonic() - t0
+    out, err = capsys.readouterr()
+    assert rc == 1 and seconds < 20, seconds
+    assert "the first 20 records all failed" in err
+    summary = json.loads((tmp_path / "out" / "run_summary.json").read_text())
+    assert summary["aborted"] == "the first 20 records all failed" and summary["succeeded"] == 0
+    assert json.loads(out)["failed"] == 20
+    errors = list(read_jsonl(tmp_path / "out" / "errors.jsonl"))
+    assert len(errors) == 20 and all(e["stage"] == "tags" for e in errors)
+    assert any("ConnectError" in e["message"] or "unreachable" in e["message"] for e in errors)

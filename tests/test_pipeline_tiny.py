@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 import pipeline_fakes as F
+from giqa.data.io import read_jsonl
+from giqa.errors import RunAborted
 from giqa.pipeline import DesConfig, DesPipeline, run_local
-from giqa.pipeline.records import read_jsonl
-from giqa.pipeline.runner import run_stages
+from giqa.pipeline.stages import run_stages
 
 pytestmark = pytest.mark.slow
 
@@ -33,17 +34,19 @@ def test_one_image_through_all_four_stages(tmp_path, backends):
     pipe = DesPipeline(llm=llm, detector=det, quality_filter=qf, config=DesConfig(root=str(tmp_path)))
     recs = run_stages(pipe.stages, pipe.make_inputs([item]))
     r = recs[0]
-    assert r["error"] is None, r["error"]
-    assert [len(d) for d in r["detections"]] == [3, 3]  # thresholds 0, max 3 per phrase
-    for g in r["regions"]:
-        assert g["p_yes"] is not None and len(g["p_yes"]) == 3
-        assert all(0.0 <= p <= 1.0 for p in g["p_yes"])
-        assert 1 <= len(g["boxes"]) <= 3
+    assert r.ok, r.error
+    assert [len(d) for d in r.detections] == [3, 3]  # thresholds 0, max 3 per phrase
+    for g in r.regions:
+        assert g.p_yes is not None and len(g.p_yes) == 3
+        assert all(0.0 <= p <= 1.0 for p in g.p_yes)
+        assert 1 <= len(g.boxes) <= 3
     samples, errors = pipe.finalize(recs)
     assert errors == []
     s = samples[0]
     assert s.provenance.random_weights is True
     assert s.provenance.models["detector"] == det.model_id and s.provenance.models["quality_filter"] == qf.model_id
+    # the filter's image policy (how its crops reached the vision tower) is in the provenance
+    assert s.provenance.extra["backends"]["quality_filter"] == {"image_aspect": qf.image_aspect} == {"image_aspect": "pad"}
     assert "[The dog on the left](<" in s.answer
 
 
@@ -52,8 +55,8 @@ def test_random_llm_output_becomes_a_tags_error_record(tmp_path, backends):
     F.write_image(tmp_path / "a.png")
     pipe = DesPipeline(llm=llm, detector=det, quality_filter=qf,
                        config=DesConfig(root=str(tmp_path), max_retries=1, max_new_tokens=16))
-    s = run_local(pipe, pipe.make_inputs([{"id": "a", "image": "a.png", "description": F.DESC_DOG}]),
-                  tmp_path / "out", progress=False)
-    assert s.failed == 1
+    with pytest.raises(RunAborted, match="1 of 1 records failed") as info:  # the run failed as a whole
+        run_local(pipe, [{"id": "a", "image": "a.png", "description": F.DESC_DOG}], tmp_path / "out", progress=False)
+    assert info.value.summary.failed == 1
     (err,) = list(read_jsonl(tmp_path / "out" / "errors.jsonl"))
     assert err["stage"] == "tags" and "malformed LLM output after 2 attempt(s)" in err["message"]

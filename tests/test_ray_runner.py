@@ -1,9 +1,11 @@
 """run_ray on a local 2-CPU Ray: same records as run_local, resume after an interruption,
-stage failures kept in errors.jsonl and retried. One Ray session for the whole module."""
+stage failures kept in errors.jsonl and retried. One Ray session for the whole module.
+The options for clusters with GPUs: tests/test_ray_plan.py."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from collections import Counter
@@ -12,9 +14,9 @@ from pathlib import Path
 import pytest
 
 import pipeline_fakes as F
+from giqa.data.io import read_jsonl
 from giqa.models import CallableDetector, CallableLLM
 from giqa.pipeline import DesConfig, DesPipeline, VqaConfig, VqaPipeline, run_local
-from giqa.pipeline.records import read_jsonl
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("pyarrow")
@@ -67,16 +69,18 @@ def _keys(out_dir):
     return Counter(s["meta"]["key"] for s in read_run_samples(out_dir))
 
 
-def test_ray_and_local_give_the_same_records(ray_session, tmp_path):
+def test_ray_and_local_give_the_same_records(ray_session, tmp_path, caplog):
     items = F.make_dataset(tmp_path / "img", 5) + [{"image": "missing.png", "description": "x", "id": "bad"}]
     des = _des(tmp_path / "img")
     inputs = des.make_inputs(items)
     run_local(des, inputs, tmp_path / "local", progress=False)
-    # raw items: make_inputs runs in Ray tasks and must give the same keys
-    # tags in an actor pool (the model-stage path), detect and refine as tasks (actors are slow
-    # to start on 2 cores; the VQA run below uses an actor pool for its LLM stage too)
-    s = run_ray(des, items, tmp_path / "ray", batch_size=2, progress=False,
-                stage_options={"detect": {"actors": False}, "refine": {"actors": False}})
+    # raw items: make_inputs runs in Ray tasks and must give the same keys. detect and refine in
+    # actor pools with their pixels decoded and cropped in the CPU tasks before them (the GPU
+    # default), tags as tasks (actors are slow to start on 2 cores; the VQA run below has one)
+    with caplog.at_level(logging.INFO, logger="giqa.pipeline.ray_runner"):
+        s = run_ray(des, items, tmp_path / "ray", batch_size=2, progress=False,
+                    stage_options={"tags": {"actors": False}, "detect": {"prepare": True}, "refine": {"prepare": True}})
+    assert "tasks[input, tags] + detect's pixels" in caplog.text and "tasks[] + refine's pixels" in caplog.text
     assert (s.succeeded, s.failed) == (5, 1)
     local = list(read_jsonl(tmp_path / "local" / "samples.jsonl"))
     assert _by_key(read_jsonl(tmp_path / "ray" / "samples.jsonl")) == _by_key(local)
@@ -102,7 +106,7 @@ def test_interrupted_run_resumes_without_loss_or_duplicates(ray_session, tmp_pat
     inputs = des.make_inputs(items)
     # tasks instead of actor pools: starting actors is the slow part on 2 cores (the actor path
     # is covered by the test above); blocks of 2 records so that the run has 4 of them
-    small = {n: StageOptions(batch_size=2, actors=False) for n in ("tags", "detect", "refine", "fuse")}
+    small = {n: StageOptions(batch_size=2, actors=False) for n in ("input", "tags", "detect", "refine", "fuse")}
 
     class Stop(Exception):
         pass
@@ -120,7 +124,7 @@ def test_interrupted_run_resumes_without_loss_or_duplicates(ray_session, tmp_pat
         s = run_ray(des, inputs, out, batch_size=2, progress=False, output_format=fmt, stage_options=small)
         assert s.already_done == len(written) and s.processed == 8 - len(written)
         keys = _keys(out)
-        assert keys == Counter({r["key"]: 1 for r in inputs})  # every record exactly once
+        assert keys == Counter({r.key: 1 for r in inputs})  # every record exactly once
         assert s.total_samples == 8
 
 
@@ -169,19 +173,64 @@ def test_inputs_from_sharded_jsonl_and_parquet(ray_session, tmp_path):
                 output_format="jsonl-shards")
     assert (s.inputs, s.succeeded) == (4, 4)
     assert sorted(x["id"] for x in read_run_samples(tmp_path / "out")) == ["s0", "s1", "s2", "s3"]
-    assert _keys(tmp_path / "out") == Counter({r["key"]: 1 for r in des.make_inputs(items)})
+    assert _keys(tmp_path / "out") == Counter({r.key: 1 for r in des.make_inputs(items)})
 
 
-def test_default_stage_options(tmp_path):
-    from giqa.pipeline.ray_runner import _resolve_options
+_DRIVER = """
+import os, sys, time
+sys.path.insert(0, {tests!r})
+import pipeline_fakes as F
+from giqa.models import CallableLLM
+from giqa.pipeline import DesConfig, DesPipeline
+from giqa.pipeline.ray_runner import run_ray
 
-    des = _des(tmp_path)
-    gpu = {s.name: o for s, (o, _) in zip(des.stages, _resolve_options(des.stages, {}, {"CPU": 16, "GPU": 8}))}
-    assert [(n, o.num_gpus, o.num_cpus, o.concurrency, o.batch_size) for n, o in gpu.items()] == [
-        ("tags", 1.0, 1.0, 1, 8), ("detect", 1.0, 1.0, 1, 4), ("refine", 1.0, 1.0, 1, 8), ("fuse", 0.0, 1.0, None, 256)]
-    small = _resolve_options(des.stages, {"detect": {"concurrency": [1, 3], "batch_size": 2}}, {"CPU": 2})
-    assert [(o.num_gpus, o.num_cpus, actor) for o, actor in small] == [
-        (0.0, 0.25, True), (0.0, 0.25, True), (0.0, 0.25, True), (0.0, 1.0, False)]
-    assert small[1][0].concurrency == (1, 3) and small[1][0].batch_size == 2
-    no_filter = DesPipeline(llm=F.make_llm(), detector=F.make_detector(), quality_filter=None)
-    assert [actor for _, actor in _resolve_options(no_filter.stages, {}, {"CPU": 2})] == [True, True, False, False]
+def slow(messages):
+    time.sleep(0.5)
+    return F.tag_llm_fn(messages)
+
+def report(blocks, records):
+    from giqa.pipeline._reaper import descendants
+    print("PIDS", " ".join(map(str, descendants([os.getpid()])[1:])), flush=True)
+    time.sleep(600)  # hold the driver here until the test kills it
+
+items = F.make_dataset(__import__("pathlib").Path({root!r}), 4)
+pipe = DesPipeline(llm=CallableLLM(slow), detector=F.make_detector(), config=DesConfig(root={root!r}))
+run_ray(pipe, items, {out!r}, batch_size=2, progress=False, on_block=report,
+        init_kwargs={{"num_cpus": 1}}, stage_options={{n: {{"actors": False}} for n in ("tags", "detect")}})
+"""
+
+
+def test_a_killed_driver_leaves_no_ray_processes(tmp_path):
+    """The Ray processes a driver starts end when the driver is SIGKILLed (the watcher in
+    giqa.pipeline._reaper), instead of running on forever."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from giqa.pipeline._reaper import _alive
+
+    script = tmp_path / "driver.py"
+    script.write_text(_DRIVER.format(tests=str(TESTS), root=str(tmp_path / "img"), out=str(tmp_path / "out")))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True, env=env)
+    try:
+        line = ""
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not line.startswith("PIDS"):
+            line = proc.stdout.readline() or line
+            if proc.poll() is not None:
+                pytest.fail("the driver exited before its first block")
+        pids = [int(x) for x in line.split()[1:]]
+        assert len(pids) >= 3  # gcs_server, raylet, workers, agents, the watcher
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.5)
+    left = [p for p in pids if _alive(p)]
+    for p in left:  # never leave processes behind, even when the test fails
+        os.kill(p, signal.SIGKILL)
+    assert left == []

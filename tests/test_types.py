@@ -3,6 +3,7 @@
 import json
 import math
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -160,19 +161,22 @@ class TestSample:
         json.dumps(rec)
 
     def test_llava_round_trip_reads_regions_back(self):
+        from giqa.data import sample_from_llava
+
         s = self._des()
-        back = Sample.from_llava(s.to_llava())
+        back = sample_from_llava(s.to_llava())
         assert back.task is Task.des and back.question == s.question and back.answer == s.answer
         assert [r.phrase for r in back.regions] == ["tower"]
         assert back.regions[0].boxes[0].as_tuple() == pytest.approx(s.regions[0].boxes[0].as_tuple())
 
     def test_from_llava_rejects_non_records(self):
+        from giqa.data import sample_from_llava
         from giqa.errors import ParseError
 
         with pytest.raises(ParseError, match="not a LLaVA record"):
-            Sample.from_llava({"id": 1})
+            sample_from_llava({"id": 1})
         with pytest.raises(ParseError, match="lacks a human or a gpt turn"):
-            Sample.from_llava({"id": 1, "image": "x", "conversations": [{"from": "human", "value": "q"}]})
+            sample_from_llava({"id": 1, "image": "x", "conversations": [{"from": "human", "value": "q"}]})
 
 
 def test_json_schemas_export():
@@ -181,3 +185,57 @@ def test_json_schemas_export():
     assert set(schemas["Box"]["properties"]) == {"x1", "y1", "x2", "y2"}
     assert "effect" in schemas["Tag"]["properties"]
     json.dumps(schemas)
+
+
+class TestRoundingOnWrite:
+    """Boxes are written with BOX_DECIMALS places; a Sample's stay in their grid cells."""
+
+    def test_float32_noise_is_not_written(self):
+        box = Box.from_xyxy([float(v) for v in np.array([0.1, 0.2, 0.74, 0.9], np.float32)])
+        assert box.x2 == 0.7400000095367432  # exact in memory
+        assert json.loads(box.model_dump_json()) == {"x1": 0.1, "y1": 0.2, "x2": 0.74, "y2": 0.9}
+        assert box.model_dump()["x2"] == 0.7400000095367432  # Python mode: exact
+
+    def test_rounding_never_moves_a_corner_to_another_cell(self):
+        below = float(np.float32(0.35))  # 0.3499999940..., column 6 of 20, rounds to 0.35
+        s = _sample_with([(below, 0.1, 0.74, float(np.nextafter(0.5, 0)))], grid=(20, 20))
+        data = json.loads(s.model_dump_json())
+        assert data["regions"][0]["boxes"][0] == {"x1": 0.349999, "y1": 0.1, "x2": 0.74, "y2": 0.499999}
+        back = Sample.model_validate(data)
+        assert back.regions[0].boxes[0].to_grid() == s.regions[0].boxes[0].to_grid() == (6 + 2 * 20, 14 + 9 * 20)
+        assert s.model_dump(mode="json")["regions"] == data["regions"]
+
+    @settings(max_examples=80, deadline=None)
+    @given(data=st.data())
+    def test_grid_indices_unchanged_by_rounding(self, data):
+        n, m = data.draw(st.integers(1, 100)), data.draw(st.integers(1, 100))
+        near = st.builds(lambda j, k, d: min(max(j / k + d, 0.0), 1.0), st.integers(0, 100), st.integers(1, 100),
+                         st.sampled_from([0.0, -4e-7, -5e-7, -6e-7, 4e-7, -1e-12, 1e-12]))
+        f32 = unit.map(lambda v: float(np.float32(v)))
+        coord = st.one_of(unit, near, f32)
+        rows = []
+        for _ in range(data.draw(st.integers(1, 4))):
+            x1, x2 = sorted((data.draw(coord), data.draw(coord)))
+            y1, y2 = sorted((data.draw(coord), data.draw(coord)))
+            rows.append((x1, y1, x2, y2))
+        s = _sample_with(rows, grid=(n, m))
+        back = Sample.model_validate_json(s.model_dump_json())
+        for old, new in zip(s.regions[0].boxes, back.regions[0].boxes):
+            assert new.to_grid(n, m) == old.to_grid(n, m)
+            for a, b in zip(old.as_tuple(), new.as_tuple()):
+                assert abs(a - b) <= 1.0000001e-6 and round(b, 6) == b
+
+    def test_every_writer_stores_rounded_boxes(self, tmp_path):
+        from giqa.data.writers import export_samples, load_samples
+
+        s = _sample_with([(float(np.float32(0.1)), 0.2, float(np.float32(0.74)), 0.9)])
+        for to, name in (("jsonl", "s.jsonl"), ("parquet", "s.parquet")):
+            path = export_samples([s], tmp_path / name, to=to)
+            (back,) = load_samples(path)
+            assert back.regions[0].boxes[0].as_tuple() == (0.1, 0.2, 0.74, 0.9), to
+        assert "0.7400000095367432" not in (tmp_path / "s.jsonl").read_text()
+
+
+def _sample_with(rows, grid=(20, 20)):
+    phrase = GroundedPhrase(phrase="tower", boxes=tuple(Box.from_xyxy(r) for r in rows))
+    return Sample(id="s", image="a.jpg", task="des", question="q", answer="a", regions=(phrase,), grid=grid)

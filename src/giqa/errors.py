@@ -35,6 +35,36 @@ class BackendError(GiqaError, RuntimeError):
     """A model backend failed; the original exception is chained as ``__cause__``."""
 
 
+class BackendContractError(BackendError):
+    """A backend broke its protocol at run time (wrong number of results, wrong types, values
+    out of range). Not a bad record: a pipeline stops the run on it instead of failing every
+    record."""
+
+
+class PartialBatchError(BackendError):
+    """Some items of a batch call failed. ``results[i]`` is item ``i``'s result or its exception,
+    so a caller keeps the successes instead of sending the whole batch again."""
+
+    def __init__(self, message: str, results: "list[object]") -> None:
+        super().__init__(message)
+        self.results = results
+
+
+class RunAborted(GiqaError, RuntimeError):
+    """A pipeline run stopped early (the fail-fast rule, or a backend that broke its contract).
+
+    ``summary`` holds the counts written to ``run_summary.json``; what was written stays, and a
+    re-run resumes."""
+
+    def __init__(self, message: str, summary: object = None) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+
+class OutputLockedError(GiqaError, RuntimeError):
+    """Another process is writing into the same output directory."""
+
+
 class MissingDependencyError(GiqaError, ImportError):
     """An optional dependency is not installed; the message names the extra to install."""
 

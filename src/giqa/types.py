@@ -11,9 +11,17 @@ import enum
 import math
 from typing import Any, Iterable, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
-from giqa.errors import InvalidBoxError, ParseError
+from giqa.errors import InvalidBoxError
 
 __all__ = [
     "Box",
@@ -26,10 +34,16 @@ __all__ = [
     "Provenance",
     "Sample",
     "json_schemas",
+    "BOX_DECIMALS",
 ]
 
 # Boxes computed from pixels or float arithmetic may overshoot [0, 1] by rounding noise only.
 _EDGE_TOL = 1e-6
+
+BOX_DECIMALS = 6
+"""Decimal places of box coordinates written as JSON (a millionth of the image side: below a
+pixel of any image up to 10^6 pixels wide). Boxes are kept exact in memory; see
+:class:`Box` and :class:`Sample` for how they are rounded when written."""
 
 
 class _Frozen(BaseModel):
@@ -42,6 +56,11 @@ class Box(_Frozen):
     Invariants (checked, :class:`giqa.errors.InvalidBoxError` otherwise): every coordinate is
     finite and inside ``[0, 1]``, ``x1 <= x2`` and ``y1 <= y2``. Degenerate (zero-area) boxes
     are allowed. Values within 1e-6 outside ``[0, 1]`` are clamped (float noise).
+
+    Written as JSON (``model_dump_json``, ``model_dump(mode="json")``) each coordinate is
+    rounded to :data:`BOX_DECIMALS` places (``0.7400000095367432``, a float32 widened, is
+    written ``0.74``); inside a :class:`Sample` the rounding also keeps every corner in its
+    grid cell. ``model_dump()`` in Python mode keeps the exact floats.
     """
 
     x1: float
@@ -79,6 +98,10 @@ class Box(_Frozen):
         if all(k in out for k in ("y1", "y2")) and out["y1"] > out["y2"]:
             raise InvalidBoxError(f"box is inverted: y1={out['y1']} > y2={out['y2']}")
         return out
+
+    @field_serializer("x1", "y1", "x2", "y2", when_used="json")
+    def _rounded(self, v: float) -> float:
+        return round(v, BOX_DECIMALS)
 
     # -- derived -------------------------------------------------------------------------
     @property
@@ -268,6 +291,10 @@ class Sample(_Frozen):
     ``question`` / ``answer`` hold the grounded text as the model sees it (``[phrase](<a, b>)``
     on the grid of ``grid``). ``regions`` are the grounded phrases found in the question and
     answer (boxes as normalised xyxy). ``image`` is a path relative to the dataset root.
+
+    Written as JSON, region boxes are rounded to :data:`BOX_DECIMALS` places by
+    :meth:`giqa.geometry.GridCodec.round_box` on this sample's ``grid``: no corner moves to
+    another cell, so the boxes read back encode to the same ``<idx_l, idx_r>`` as the text.
     """
 
     id: str = Field(min_length=1)
@@ -292,9 +319,26 @@ class Sample(_Frozen):
             raise ValueError("a VQA sample needs vqa_kind (yes_no, what, which, why or how)")
         return self
 
+    @field_serializer("regions", mode="wrap", when_used="json")
+    def _regions_on_grid(self, regions: tuple[GroundedPhrase, ...], handler: Any) -> Any:
+        out = handler(regions)
+        if not any(g.boxes for g in regions):
+            return out
+        from giqa.geometry import GridCodec
+
+        codec = GridCodec(*self.grid)
+        for g, g_out in zip(regions, out):
+            if isinstance(g_out, dict) and isinstance(g_out.get("boxes"), list):
+                for b, b_out in zip(g.boxes, g_out["boxes"]):
+                    b_out.update(zip(("x1", "y1", "x2", "y2"), codec.round_box(*b.as_tuple(), BOX_DECIMALS)))
+        return out
+
     # -- LLaVA conversation records -----------------------------------------------------
     def to_llava(self) -> dict[str, Any]:
-        """The LLaVA conversation record (one human turn with ``<image>``, one gpt turn)."""
+        """The LLaVA conversation record (one human turn with ``<image>``, one gpt turn).
+
+        The way back is :func:`giqa.data.sample_from_llava` (it parses the grounded text, so it
+        lives beside the text codec, not in this module)."""
         return {
             "id": self.id,
             "image": self.image,
@@ -303,49 +347,6 @@ class Sample(_Frozen):
                 {"from": "gpt", "value": self.answer},
             ],
         }
-
-    @classmethod
-    def from_llava(
-        cls,
-        record: dict[str, Any],
-        *,
-        task: Task | str | None = None,
-        vqa_kind: VqaKind | str | None = None,
-        grid: tuple[int, int] = (20, 20),
-    ) -> "Sample":
-        """Parse a LLaVA record; regions are read back from the grounded text.
-
-        ``task`` defaults to DES unless ``vqa_kind`` is given. Only the first human/gpt pair
-        is used; a record without one raises :class:`giqa.errors.ParseError`.
-        """
-        from giqa.text import parse_grounded
-
-        try:
-            rid, image, convs = record["id"], record["image"], record["conversations"]
-        except (KeyError, TypeError) as exc:
-            raise ParseError(f"not a LLaVA record (needs id, image, conversations): {exc}") from exc
-        human = next((c["value"] for c in convs if c.get("from") == "human"), None)
-        gpt = next((c["value"] for c in convs if c.get("from") == "gpt"), None)
-        if human is None or gpt is None:
-            raise ParseError(f"record {rid!r} lacks a human or a gpt turn")
-        question = human.replace("<image>\n", "", 1).replace("<image>", "", 1).strip()
-        if task is None:
-            task = Task.vqa if vqa_kind is not None else Task.des
-        n, m = grid
-        regions = []
-        for text in (question, gpt):
-            parsed = parse_grounded(text, n=n, m=m, strict=False)
-            regions.extend(parsed.to_phrases())
-        return cls(
-            id=str(rid),
-            image=str(image),
-            task=Task(task),
-            question=question,
-            answer=gpt,
-            vqa_kind=VqaKind(vqa_kind) if vqa_kind is not None else None,
-            regions=tuple(regions),
-            grid=grid,
-        )
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     p = subparsers.add_parser("show", help="draw a sample's boxes and phrases on its image (PNG)")
     p.add_argument("samples", help="samples JSONL (from giqa des / giqa vqa)")
     p.add_argument("--root", required=True, help="image root the sample paths are relative to")
@@ -18,7 +18,7 @@ def main(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from giqa.errors import GiqaError
-    from giqa.pipeline.records import read_jsonl
+    from giqa.data.io import read_jsonl
     from giqa.render import render_sample
 
     found = None

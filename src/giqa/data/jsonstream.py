@@ -173,27 +173,14 @@ def _iter_array(buf: _Buffer, pos: int, path: str) -> Iterator[tuple[int, Any]]:
 
 
 def _iter_lines(path: str, lenient: bool) -> Iterator[tuple[int, Any]]:
-    """JSON Lines: one value per non-blank line (lines are independent, so errors resync)."""
-    index = 0
-    offset = 0
-    with open(path, encoding="utf-8-sig") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            start = offset
-            offset += len(line)
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as exc:
-                err = JsonSyntaxError(
-                    f"{path}: record {index}: {exc.msg} (line {lineno}, column {exc.colno})",
-                    path=path,
-                    index=index,
-                    offset=start + exc.pos,
-                    line=lineno,
-                )
-                if not lenient:
-                    raise err from None
-                value = err
-            yield index, value
-            index += 1
+    """JSON Lines through :func:`giqa.data.io.iter_jsonl` (lines are independent, so errors resync)."""
+    from giqa.data.io import BadLine, iter_jsonl
+
+    for index, value in enumerate(iter_jsonl(path, on_bad="item", objects=False)):
+        if isinstance(value, BadLine):
+            err = JsonSyntaxError(f"{path}: record {index}: {value.message} (line {value.line})",
+                                  path=path, index=index, offset=value.offset, line=value.line)
+            if not lenient:
+                raise err
+            value = err
+        yield index, value

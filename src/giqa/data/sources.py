@@ -88,6 +88,12 @@ class ReaderStats:
     skipped: int = 0  # well-formed but not a quality description (e.g. a VQA record)
     errors: int = 0  # malformed (lenient mode only; strict mode raises)
     by_source: dict[str, int] = field(default_factory=dict)
+    skipped_by: dict[str, int] = field(default_factory=dict)  # why, e.g. "full_reference"
+    selected_by: dict[str, int] = field(default_factory=dict)  # which rule kept an item
+    unknown_types: dict[str, int] = field(default_factory=dict)  # task-type values no rule names
+
+    def count(self, bucket: dict[str, int], key: str) -> None:
+        bucket[key] = bucket.get(key, 0) + 1
 
 
 def count_words(text: str) -> int:
@@ -122,9 +128,9 @@ def normalize_image_path(value: str, *, root: Optional[Path] = None) -> str:
 class SourceReader:
     """Base of the source readers: iterate to get items; see ``errors`` and ``stats`` after.
 
-    Subclasses implement :meth:`_parse` (one raw record -> item, ``None`` to skip, or raise
-    :class:`_FieldError`). The base handles JSON streaming, strict/lenient mode, ``limit``
-    and the optional image checks.
+    Subclasses implement :meth:`_parse` (one raw record -> item, a short reason string to skip
+    it, counted in ``stats.skipped_by``, or raise :class:`_FieldError`). The base handles JSON
+    streaming, strict/lenient mode, ``limit`` and the optional image checks.
 
     Parameters
     ----------
@@ -141,7 +147,8 @@ class SourceReader:
     check_images:
         Check that each selected record's image exists under ``image_root`` (a stat call each).
     min_words:
-        The shortest answer (in words) that counts as a quality description.
+        The shortest answer (in words) that counts as a quality description, where the record's
+        own fields do not decide (Q-Pathway's fallback rule; DQ-495K's brief answers).
     source_of:
         Replaces the sub-dataset inference (``image path -> slug``), e.g. for re-organised images.
     image_prefix:
@@ -186,7 +193,7 @@ class SourceReader:
         self.stats = ReaderStats()
 
     # -- subclass hook -------------------------------------------------------------------
-    def _parse(self, record: Any) -> Optional[SourceItem]:  # pragma: no cover - abstract
+    def _parse(self, record: Any) -> Union[SourceItem, str]:  # pragma: no cover - abstract
         raise NotImplementedError
 
     # -- shared helpers for subclasses ----------------------------------------------------
@@ -231,8 +238,9 @@ class SourceReader:
                     except _FieldError as exc:
                         self._fail(RecordError(str(path), index, exc.field, exc.message))
                         continue
-                    if item is None:
+                    if isinstance(item, str):
                         self.stats.skipped += 1
+                        self.stats.count(self.stats.skipped_by, item)
                         continue
                     if self.image_prefix:
                         item["image"] = f"{self.image_prefix}/{item['image']}"

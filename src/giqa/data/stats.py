@@ -15,6 +15,10 @@ Conventions (the paper does not define them):
   binary answer starting with neither is counted as ``other``.
 * Box areas (Fig. 6) are those of the DES samples' regions (each distinct box of a sample
   once): VQA samples reuse the DES boxes and would count them again. ``tasks=`` changes it.
+* Samples made by random-weight models (``provenance.random_weights``, e.g. the
+  ``tiny-random`` preset) are counted and warned about: in :meth:`DatasetStats.to_markdown`,
+  in :attr:`DatasetStats.warning`, and on the Fig. 6 PNG (a red line and the PNG's
+  ``Description`` text field).
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ import numpy as np
 from giqa.errors import require
 from giqa.types import Sample, Task, VqaKind
 
-__all__ = ["DatasetStats", "dataset_stats", "box_areas", "area_histogram", "box_area_histogram", "yes_no_of"]
+__all__ = ["DatasetStats", "dataset_stats", "box_areas", "area_histogram", "box_area_histogram", "yes_no_of",
+           "random_weights_warning"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 _YES_NO = re.compile(r"^\W*(yes|no)\b", re.IGNORECASE)
@@ -71,6 +76,11 @@ class DatasetStats:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def warning(self) -> Optional[str]:
+        """What is wrong with these samples as a dataset (random-weight models), or ``None``."""
+        return random_weights_warning(self.random_weights, self.total)
+
     def table1_row(self) -> str:
         return (
             f"| {self.name} | {self.images:,} | {self.total:,} | {self.des:,} | "
@@ -102,9 +112,17 @@ class DatasetStats:
                 for k, v in sorted(self.sources.items())
             ]
         lines += ["", f"Boxes ({'+'.join(self.box_tasks)} samples): {self.boxes:,}"]
-        if self.random_weights:
-            lines.append(f"**{self.random_weights:,} samples were made by random-weight models (not a real dataset).**")
+        if self.warning:
+            lines.append(f"**{self.warning}**")
         return "\n".join(lines) + "\n"
+
+
+def random_weights_warning(count: int, total: int) -> Optional[str]:
+    """The warning for ``count`` of ``total`` samples made by random-weight models."""
+    if not count:
+        return None
+    return (f"WARNING: {count:,} of {total:,} samples were made by random-weight models "
+            "(e.g. the tiny-random preset): not a real dataset.")
 
 
 def dataset_stats(
@@ -188,34 +206,9 @@ def area_histogram(areas: Any, *, bins: int = 20) -> tuple[np.ndarray, np.ndarra
     return edges, share.astype(np.float64)
 
 
-def box_area_histogram(
-    series: Union[Mapping[str, Any], Any],
-    path: PathLike,
-    *,
-    bins: int = 20,
-    title: str = "Box area distribution",
-    dpi: int = 120,
-) -> dict[str, dict[str, list[float]]]:
-    """Write Fig. 6 as a PNG: share of boxes per normalised-area bin, one bar group per series.
-
-    ``series`` maps a label (e.g. ``"GIQA-160K (Ref)"``, ``"GIQA-160K (Raw)"``,
-    ``"GIQA-Bench"``) to an array of areas or to a list of samples; a bare array or sample
-    list is one series called ``"boxes"``. Returns ``{label: {"edges", "share", "n"}}``.
-    The file is written to ``<path>.incomplete`` and renamed when complete.
-    """
-    require("matplotlib", "bench")
+def _histogram_figure(data: dict[str, dict[str, list[float]]], bins: int, title: str, warning: Optional[str]) -> Any:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-
-    if not isinstance(series, Mapping):
-        series = {"boxes": series}
-    data: dict[str, dict[str, list[float]]] = {}
-    for label, value in series.items():
-        values = list(value) if not isinstance(value, np.ndarray) else value
-        if len(values) and isinstance(values[0], Sample):
-            values = box_areas(values)
-        edges, share = area_histogram(values, bins=bins)
-        data[str(label)] = {"edges": edges.tolist(), "share": share.tolist(), "n": [float(np.size(values))]}
 
     fig = Figure(figsize=(6.4, 3.8))
     FigureCanvasAgg(fig)
@@ -232,12 +225,53 @@ def box_area_histogram(
     ax.set_title(title)
     ax.legend(fontsize="small")
     fig.tight_layout()
+    if warning:
+        fig.subplots_adjust(top=0.82)
+        fig.text(0.5, 0.975, warning, color="red", ha="center", va="top", fontsize="small", weight="bold", wrap=True)
+    return fig
+
+
+def box_area_histogram(
+    series: Union[Mapping[str, Any], Any],
+    path: PathLike,
+    *,
+    bins: int = 20,
+    title: str = "Box area distribution",
+    dpi: int = 120,
+) -> dict[str, dict[str, list[float]]]:
+    """Write Fig. 6 as a PNG: share of boxes per normalised-area bin, one bar group per series.
+
+    ``series`` maps a label (e.g. ``"GIQA-160K (Ref)"``, ``"GIQA-160K (Raw)"``,
+    ``"GIQA-Bench"``) to an array of areas or to a list of samples; a bare array or sample
+    list is one series called ``"boxes"``. Returns ``{label: {"edges", "share", "n",
+    "random_weights"}}`` (the last: how many of the series' samples random-weight models made).
+    When any series holds such samples, the figure carries the warning in red under the title
+    and in the PNG's ``Description`` text field. The file is written to ``<path>.incomplete``
+    and renamed when complete.
+    """
+    require("matplotlib", "bench")
+    if not isinstance(series, Mapping):
+        series = {"boxes": series}
+    data: dict[str, dict[str, list[float]]] = {}
+    n_random, samples_seen = 0, 0
+    for label, value in series.items():
+        values = list(value) if not isinstance(value, np.ndarray) else value
+        rw = 0
+        if len(values) and isinstance(values[0], Sample):
+            rw = sum(1 for s in values if s.provenance.random_weights)
+            n_random, samples_seen = n_random + rw, samples_seen + len(values)
+            values = box_areas(values)
+        edges, share = area_histogram(values, bins=bins)
+        data[str(label)] = {"edges": edges.tolist(), "share": share.tolist(), "n": [float(np.size(values))],
+                            "random_weights": [float(rw)]}
+    warning = random_weights_warning(n_random, samples_seen)
+    fig = _histogram_figure(data, bins, title, warning)
 
     target = Path(os.fspath(path))
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".incomplete")
     try:
-        fig.savefig(str(tmp), dpi=dpi, format="png")
+        fig.savefig(str(tmp), dpi=dpi, format="png", metadata={"Description": warning or "giqa box-area histogram"})
         os.replace(tmp, target)
     finally:
         if tmp.exists():

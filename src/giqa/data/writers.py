@@ -8,12 +8,14 @@ Formats (one row per :class:`giqa.types.Sample`):
 
 * ``llava`` - one JSON list of LLaVA records ``{"id", "image", "conversations": [human, gpt]}``
   (what LLaVA / mPLUG-Owl2 training scripts read). With ``extra_fields=True`` (default) each
-  record also carries ``"task"``, ``"vqa_kind"`` and ``"vqa_mode"``, which those scripts ignore
-  and :func:`read_llava_json` uses to rebuild the sample.
+  record also carries ``"task"``, ``"vqa_kind"``, ``"vqa_mode"``, ``"source"`` (the sample's
+  ``meta["source"]``) and ``"random_weights"``, which those scripts ignore and
+  :func:`read_llava_json` uses to rebuild the sample.
 * ``jsonl`` - one full :class:`Sample` per line (``model_dump(mode="json")``): lossless.
-* ``parquet`` - flat columns ``id, image, task, vqa_kind, vqa_mode, question, answer,
-  description, source, conversations (list<struct<from, value>>)`` for browsing and filtering,
-  plus ``sample`` (the full sample as JSON) for a lossless read-back.
+* ``parquet`` - :func:`giqa.data.io.sample_schema`: flat columns ``key, id, image, task,
+  vqa_kind, vqa_mode, question, answer, description, source, random_weights, conversations
+  (list<struct<from, value>>)`` for browsing and filtering, plus ``sample`` (the full sample as
+  JSON) for a lossless read-back. The Ray runner's Parquet shards use the same schema.
 * ``hf`` - the same table saved with ``datasets.Dataset.save_to_disk`` (``load_from_disk``
   opens it).
 
@@ -24,10 +26,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, Union
 
+from giqa.data.io import atomic_target, is_run_dir, iter_jsonl, iter_run_samples, sample_record_batch, sample_schema
 from giqa.errors import ParseError, require
 from giqa.types import Sample, Task, VqaKind, VqaMode
 
@@ -44,6 +46,7 @@ __all__ = [
     "read_hf_dataset",
     "load_samples",
     "iter_samples",
+    "sample_from_llava",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -51,49 +54,20 @@ FORMATS = ("llava", "jsonl", "parquet", "hf")
 _ROW_BATCH = 4096
 
 
-# -- atomic output ---------------------------------------------------------------------------
-def _prepare(path: PathLike, overwrite: bool) -> tuple[Path, Path]:
-    target = Path(os.fspath(path))
-    if target.exists() and not overwrite:
-        raise FileExistsError(f"{target} exists; pass overwrite=True (CLI: --overwrite) to replace it")
-    tmp = target.with_name(target.name + ".incomplete")
-    _remove(tmp)  # leftover of a crashed run
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    return target, tmp
-
-
-def _commit(tmp: Path, target: Path) -> Path:
-    if target.exists():
-        old = target.with_name(target.name + ".old")
-        _remove(old)
-        target.rename(old)
-        tmp.rename(target)
-        _remove(old)
-    else:
-        tmp.rename(target)
-    return target
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
-
-
 def _atomic(path: PathLike, overwrite: bool, write: Callable[[Path], None]) -> Path:
-    target, tmp = _prepare(path, overwrite)
-    try:
+    with atomic_target(path, overwrite=overwrite) as tmp:
         write(tmp)
-    except BaseException:
-        _remove(tmp)
-        raise
-    return _commit(tmp, target)
+    return Path(os.fspath(path))
 
 
 # -- record conversions ----------------------------------------------------------------------
 def _enum_value(v: Any) -> Optional[str]:
     return None if v is None else str(getattr(v, "value", v))
+
+
+def _source(sample: Sample) -> Optional[str]:
+    source = sample.meta.get("source") if isinstance(sample.meta, dict) else None
+    return source if isinstance(source, str) else None
 
 
 def _llava_record(sample: Sample, extra_fields: bool) -> dict[str, Any]:
@@ -102,6 +76,8 @@ def _llava_record(sample: Sample, extra_fields: bool) -> dict[str, Any]:
         rec["task"] = _enum_value(sample.task)
         rec["vqa_kind"] = _enum_value(sample.vqa_kind)
         rec["vqa_mode"] = _enum_value(sample.vqa_mode)
+        rec["source"] = _source(sample)
+        rec["random_weights"] = sample.provenance.random_weights
     return rec
 
 
@@ -146,54 +122,17 @@ def write_jsonl(samples: Iterable[Sample], path: PathLike, *, overwrite: bool = 
     return _atomic(path, overwrite, write)
 
 
-def _arrow_schema():
-    pa = require("pyarrow", "scale")
-    return pa.schema(
-        [
-            ("id", pa.string()),
-            ("image", pa.string()),
-            ("task", pa.string()),
-            ("vqa_kind", pa.string()),
-            ("vqa_mode", pa.string()),
-            ("question", pa.string()),
-            ("answer", pa.string()),
-            ("description", pa.string()),
-            ("source", pa.string()),
-            ("conversations", pa.list_(pa.struct([("from", pa.string()), ("value", pa.string())]))),
-            ("sample", pa.string()),
-        ]
-    )
-
-
 def _arrow_batches(samples: Iterable[Sample], batch_rows: int = _ROW_BATCH) -> Iterator[Any]:
-    pa = require("pyarrow", "scale")
-    schema = _arrow_schema()
-    cols: dict[str, list[Any]] = {name: [] for name in schema.names}
-
-    def flush():
-        batch = pa.RecordBatch.from_pydict(cols, schema=schema)
-        for v in cols.values():
-            v.clear()
-        return batch
-
+    rows: list[dict[str, Any]] = []
+    lines: list[str] = []
     for s in _check_samples(samples):
-        llava = s.to_llava()
-        cols["id"].append(s.id)
-        cols["image"].append(s.image)
-        cols["task"].append(_enum_value(s.task))
-        cols["vqa_kind"].append(_enum_value(s.vqa_kind))
-        cols["vqa_mode"].append(_enum_value(s.vqa_mode))
-        cols["question"].append(s.question)
-        cols["answer"].append(s.answer)
-        cols["description"].append(s.description)
-        source = s.meta.get("source") if isinstance(s.meta, dict) else None
-        cols["source"].append(source if isinstance(source, str) else None)
-        cols["conversations"].append(llava["conversations"])
-        cols["sample"].append(s.model_dump_json())
-        if len(cols["id"]) >= batch_rows:
-            yield flush()
-    if cols["id"]:
-        yield flush()
+        rows.append(s.model_dump(mode="json"))
+        lines.append(s.model_dump_json())
+        if len(rows) >= batch_rows:
+            yield sample_record_batch(rows, lines)
+            rows, lines = [], []
+    if rows:
+        yield sample_record_batch(rows, lines)
 
 
 def write_parquet(
@@ -203,7 +142,7 @@ def write_parquet(
     pq = require("pyarrow.parquet", "scale")
 
     def write(tmp: Path) -> None:
-        with pq.ParquetWriter(str(tmp), _arrow_schema(), compression="zstd") as writer:
+        with pq.ParquetWriter(str(tmp), sample_schema(), compression="zstd") as writer:
             for batch in _arrow_batches(samples):
                 writer.write_batch(batch, row_group_size=row_group_size)
 
@@ -218,7 +157,7 @@ def write_hf_dataset(
     datasets = require("datasets", "scale")
     from datasets.table import InMemoryTable
 
-    table = pa.Table.from_batches(list(_arrow_batches(samples)), schema=_arrow_schema())
+    table = pa.Table.from_batches(list(_arrow_batches(samples)), schema=sample_schema())
     ds = datasets.Dataset(InMemoryTable(table))
 
     def write(tmp: Path) -> None:
@@ -236,17 +175,57 @@ def export_samples(samples: Iterable[Sample], path: PathLike, *, to: str, overwr
 
 
 # -- loaders ---------------------------------------------------------------------------------
+def sample_from_llava(
+    record: dict[str, Any],
+    *,
+    task: Task | str | None = None,
+    vqa_kind: VqaKind | str | None = None,
+    vqa_mode: VqaMode | str | None = None,
+    grid: tuple[int, int] = (20, 20),
+) -> Sample:
+    """A :class:`Sample` from a LLaVA record ``{"id", "image", "conversations"}``.
+
+    Regions are read back from the grounded text (lenient parse on the ``grid``). ``task``
+    defaults to DES unless ``vqa_kind`` is given. Only the first human/gpt pair is used; a
+    record without one raises :class:`giqa.errors.ParseError`. (This was ``Sample.from_llava``;
+    it lives here so that ``giqa.types`` does not import ``giqa.text``.)
+    """
+    from giqa.text import parse_grounded
+
+    try:
+        rid, image, convs = record["id"], record["image"], record["conversations"]
+        human = next((c["value"] for c in convs if c.get("from") == "human"), None)
+        gpt = next((c["value"] for c in convs if c.get("from") == "gpt"), None)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ParseError(f"not a LLaVA record (needs id, image, conversations): {exc!r}") from exc
+    if not isinstance(human, str) or not isinstance(gpt, str):
+        raise ParseError(f"record {rid!r} lacks a human or a gpt turn")
+    question = human.replace("<image>\n", "", 1).replace("<image>", "", 1).strip()
+    if task is None:
+        task = Task.vqa if vqa_kind is not None else Task.des
+    n, m = grid
+    regions = [g for text in (question, gpt) for g in parse_grounded(text, n=n, m=m, strict=False).to_phrases()]
+    return Sample(
+        id=str(rid), image=str(image), task=Task(task), question=question, answer=gpt,
+        vqa_kind=VqaKind(vqa_kind) if vqa_kind is not None else None,
+        vqa_mode=VqaMode(vqa_mode) if vqa_mode else None, regions=tuple(regions), grid=grid,
+    )
+
+
 def _sample_from_llava(rec: Any, where: str) -> Sample:
     if not isinstance(rec, dict):
         raise ParseError(f"{where}: expected a JSON object, got {type(rec).__name__}")
     task, kind, mode = rec.get("task"), rec.get("vqa_kind"), rec.get("vqa_mode")
     try:
-        s = Sample.from_llava(rec, task=Task(task) if task else None, vqa_kind=VqaKind(kind) if kind else None)
-        if mode:
-            s = Sample.model_validate({**s.model_dump(), "vqa_mode": VqaMode(mode)})
-    except ParseError as exc:
-        raise ParseError(f"{where}: {exc}") from exc
-    except ValueError as exc:
+        s = sample_from_llava(rec, task=task or None, vqa_kind=kind or None, vqa_mode=mode or None)
+        update: dict[str, Any] = {}
+        if isinstance(rec.get("source"), str):
+            update["meta"] = {**s.meta, "source": rec["source"]}
+        if rec.get("random_weights") is True:
+            update["provenance"] = {**s.provenance.model_dump(), "random_weights": True}
+        if update:
+            s = Sample.model_validate({**s.model_dump(), **update})
+    except ValueError as exc:  # ParseError and pydantic's ValidationError included
         raise ParseError(f"{where}: {exc}") from exc
     return s
 
@@ -269,10 +248,8 @@ def iter_samples(path: PathLike) -> Iterator[Sample]:
     from giqa.data.jsonstream import iter_json_records
 
     p = Path(os.fspath(path))
-    if p.is_dir() and ((p / "samples.jsonl").is_file() or (p / "samples").is_dir()):
-        from giqa.pipeline.ray_runner import read_run_samples  # a run directory (either runner)
-
-        for i, rec in enumerate(read_run_samples(p)):
+    if is_run_dir(p):
+        for i, rec in enumerate(iter_run_samples(p)):
             yield _sample_from_dict(rec, f"{p}: sample {i}")
         return
     if p.is_dir():
@@ -297,16 +274,16 @@ def load_samples(path: PathLike) -> list[Sample]:
 
 
 def read_llava_json(path: PathLike) -> list[Sample]:
-    """Samples from a LLaVA JSON list (``task``/``vqa_kind``/``vqa_mode`` used when present)."""
+    """Samples from a LLaVA JSON list (``task``, ``vqa_kind``, ``vqa_mode``, ``source`` and
+    ``random_weights`` used when present)."""
     from giqa.data.jsonstream import iter_json_records
 
     return [_sample_from_llava(rec, f"{path}: record {i}") for i, rec in iter_json_records(path)]
 
 
 def read_jsonl(path: PathLike) -> list[Sample]:
-    from giqa.data.jsonstream import iter_json_records
-
-    return [_sample_from_dict(rec, f"{path}: record {i}") for i, rec in iter_json_records(path)]
+    """Samples of a JSONL file (a bad line is a :class:`ParseError` naming it)."""
+    return [_sample_from_dict(rec, f"{path}: record {i}") for i, rec in enumerate(iter_jsonl(path, objects=False))]
 
 
 def read_parquet(path: PathLike) -> list[Sample]:

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
-from numba.extending import overload
-from numba.np.numpy_support import as_dtype
 
 _OPTS = dict(cache=True, error_model="numpy", nogil=True)
 # Callees state parallel=False: Numba lets a callee inherit an unset flag from a parallel
@@ -24,53 +22,37 @@ _SERIAL = dict(_OPTS, parallel=False)
 _CHUNK = 1 << 15
 
 
-def _rounded_like(x, ref):
-    """``x`` (float64) rounded once to the type of ``ref`` (Numba only)."""
-    raise NotImplementedError  # pragma: no cover - replaced by the overload inside Numba
-
-
-@overload(_rounded_like, jit_options=_SERIAL)
-def _rounded_like_impl(x, ref):
-    cast = as_dtype(ref).type
-
-    def impl(x, ref):
-        return cast(x)
-
-    return impl
-
-
 @njit(**_SERIAL)
-def _cell(v, kf, kd, last):
-    """Cell of ``v`` in ``[0, 1]`` on an axis of ``k = last + 1`` cells: the number of
-    boundaries ``j / k`` (``j = 1 .. k-1``, computed in float64 and rounded once to the input
-    dtype) that are ``<= v``. The guess ``floor(v * k)`` is off by at most one either way, so
-    one branch-free correction step against the two neighbouring boundaries makes it exact.
+def _cell(v, kd, last):
+    """Cell of ``v`` (float64, in ``[0, 1]``) on an axis of ``k = last + 1`` cells: the number
+    of boundaries ``j / k`` (``j = 1 .. k-1``, in float64) that are ``<= v``. The guess
+    ``floor(v * k)`` is off by at most one either way, so one branch-free correction step
+    against the two neighbouring boundaries makes it exact.
     """
-    c = min(np.int64(v * kf), last)
-    c += np.int64(v >= _rounded_like(np.float64(c + 1) / kd, v))
-    c -= np.int64(v < _rounded_like(np.float64(c) / kd, v))
+    c = min(np.int64(v * kd), last)
+    c += np.int64(v >= np.float64(c + 1) / kd)
+    c -= np.int64(v < np.float64(c) / kd)
     return min(c, last)
 
 
 @njit(**_SERIAL)
-def _encode_range(flat, start, stop, n, m, lo, hi, zero, one, out):
-    nf = zero + n  # n and m in the input's float type, for the first guess
-    mf = zero + m
+def _encode_range(flat, start, stop, n, m, lo, hi, out):
     nd = np.float64(n)
     md = np.float64(m)
     nbad = 0
     for i in range(start, stop):
-        x1 = flat[4 * i]
-        y1 = flat[4 * i + 1]
-        x2 = flat[4 * i + 2]
-        y2 = flat[4 * i + 3]
+        # Widened to float64 first: every input type meets the same float64 boundaries j / k.
+        x1 = np.float64(flat[4 * i])
+        y1 = np.float64(flat[4 * i + 1])
+        x2 = np.float64(flat[4 * i + 2])
+        y2 = np.float64(flat[4 * i + 3])
         # Swapped corners are mended per axis; coordinates within the tolerance are clamped.
-        xl = min(max(min(x1, x2), zero), one)
-        xr = min(max(max(x1, x2), zero), one)
-        yl = min(max(min(y1, y2), zero), one)
-        yr = min(max(max(y1, y2), zero), one)
-        out[2 * i] = _cell(yl, mf, md, m - 1) * n + _cell(xl, nf, nd, n - 1)
-        out[2 * i + 1] = _cell(yr, mf, md, m - 1) * n + _cell(xr, nf, nd, n - 1)
+        xl = min(max(min(x1, x2), 0.0), 1.0)
+        xr = min(max(max(x1, x2), 0.0), 1.0)
+        yl = min(max(min(y1, y2), 0.0), 1.0)
+        yr = min(max(max(y1, y2), 0.0), 1.0)
+        out[2 * i] = _cell(yl, md, m - 1) * n + _cell(xl, nd, n - 1)
+        out[2 * i + 1] = _cell(yr, md, m - 1) * n + _cell(xr, nd, n - 1)
         # NaN fails every comparison, so the range test also rejects it (and +-inf).
         ok = (lo <= x1) & (x1 <= hi) & (lo <= y1) & (y1 <= hi) & (lo <= x2) & (x2 <= hi) & (lo <= y2) & (y2 <= hi)
         nbad += np.int64(not ok)
@@ -78,13 +60,13 @@ def _encode_range(flat, start, stop, n, m, lo, hi, zero, one, out):
 
 
 @njit(**_SERIAL)
-def encode_serial(flat, n, m, lo, hi, zero, one, out):
+def encode_serial(flat, n, m, lo, hi, out):
     """Boxes ``flat`` (4N,) -> ``out`` (2N,); returns the number of invalid rows."""
-    return _encode_range(flat, 0, flat.shape[0] // 4, n, m, lo, hi, zero, one, out)
+    return _encode_range(flat, 0, flat.shape[0] // 4, n, m, lo, hi, out)
 
 
 @njit(parallel=True, **_OPTS)
-def encode_parallel(flat, n, m, lo, hi, zero, one, out):
+def encode_parallel(flat, n, m, lo, hi, out):
     rows = flat.shape[0] // 4
     chunks = (rows + _CHUNK - 1) // _CHUNK
     bad = np.zeros(chunks, np.int64)
@@ -92,7 +74,7 @@ def encode_parallel(flat, n, m, lo, hi, zero, one, out):
         s = c * _CHUNK
         e = min(rows, s + _CHUNK)
         # Slices, not offsets into the whole array: this form stays vectorised inside prange.
-        bad[c] = encode_serial(flat[4 * s : 4 * e], n, m, lo, hi, zero, one, out[2 * s : 2 * e])
+        bad[c] = encode_serial(flat[4 * s : 4 * e], n, m, lo, hi, out[2 * s : 2 * e])
     return bad.sum()
 
 

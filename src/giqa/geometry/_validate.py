@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from giqa.errors import InvalidBoxError
+from giqa.geometry._limits import COORD_LIMIT
 
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
@@ -79,6 +80,11 @@ def box_error(arr: np.ndarray, row: int, name: str = "boxes") -> InvalidBoxError
         return InvalidBoxError(f"{name}[{row}] = {vals} is inverted: x1={x1} > x2={x2}")
     if y1 > y2:
         return InvalidBoxError(f"{name}[{row}] = {vals} is inverted: y1={y1} > y2={y2}")
+    if max(abs(x1), abs(y1), abs(x2), abs(y2)) > COORD_LIMIT:
+        return InvalidBoxError(
+            f"{name}[{row}] = {vals} lies outside the supported range |v| <= {COORD_LIMIT:g} "
+            "(beyond it areas overflow)"
+        )
     return InvalidBoxError(f"{name}[{row}] = {vals} is not a valid box")
 
 

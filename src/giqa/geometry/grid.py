@@ -7,11 +7,14 @@ to the cell centres ``x = (idx % n + 0.5) / n``, ``y = (idx // n + 0.5) / m``.
 
 Rules where the paper is silent (see docs/geometry.md):
 
-* Cell of a coordinate ``v`` on an axis with ``k`` cells: the number of boundaries
-  ``b_j = j / k`` (``j = 1 .. k-1``, each rounded to the input's float type) with ``b_j <= v``.
-  That is ``floor(v * k)`` computed without float error: ``0.29`` with ``n = 100`` is cell 29
-  even though ``0.29 * 100 == 28.999999999999996``. A coordinate on a boundary belongs to the
-  cell after it; ``v = 1.0`` stays in the last cell (``k - 1``).
+* Cell of a coordinate ``v`` on an axis with ``k`` cells: ``v`` is widened to float64 (exact for
+  float32 and float16), then the cell is the number of boundaries ``b_j = j / k``
+  (``j = 1 .. k-1``, in float64) with ``b_j <= v``. That is ``floor(v * k)`` computed without
+  float error: ``0.29`` with ``n = 100`` is cell 29 even though ``0.29 * 100 ==
+  28.999999999999996``. A coordinate on a boundary belongs to the cell after it; ``v = 1.0``
+  stays in the last cell (``k - 1``). Every path (arrays of any float type, the scalar helper,
+  ``Box.to_grid``, the text codec) applies this one rule, so ``np.float32(224 / 640)``
+  (0.3499999940...) is column 6 of 20 everywhere.
 * Swapped corners are mended per axis: ``idx_l`` uses ``min(x1, x2), min(y1, y2)`` and
   ``idx_r`` the maxima.
 * Coordinates must be finite and in ``[0, 1]``; up to 1e-6 outside is clamped (float noise),
@@ -33,10 +36,10 @@ from giqa.errors import GridIndexError, InvalidBoxError
 __all__ = ["GridCodec"]
 
 _TOL = 1e-6
-_F64 = np.dtype(np.float64)
 _MAX_CELLS_PER_AXIS = 1 << 20
-# Up to this many rows a plain-Python loop beats a kernel call (and needs no Numba at all,
-# which keeps Box.to_grid and the text codec free of the Numba import).
+# Up to this many rows, while the kernels are not loaded, a plain-Python loop runs instead: it
+# needs no Numba (Box.to_grid and the text codec stay free of the Numba import). Once loaded the
+# kernel is faster from one row on (benchmarks/bench_geometry.py, "grid small inputs").
 _SMALL = 16
 _PAR_ROWS = 1 << 17
 
@@ -53,13 +56,27 @@ def _kernels():
 
 
 def _py_cell(v: float, bounds: list, k: int) -> int:
-    """Same rule as the kernel: ``bounds[j] = j / k`` in the input dtype, ``bounds[k] = inf``."""
+    """Same rule as the kernel: ``bounds[j] = j / k`` in float64, ``bounds[k] = inf``."""
     c = min(int(v * k), k - 1)
     if v < bounds[c]:
         c -= 1
     elif v >= bounds[c + 1]:
         c += 1
     return c
+
+
+def _round_in_cell(v: float, bounds: list, k: int, decimals: int) -> float:
+    r = round(v, decimals)
+    if not (0.0 <= v <= 1.0):
+        return r
+    cell = _py_cell(v, bounds, k)
+    if _py_cell(r, bounds, k) == cell:
+        return r
+    step = 10.0**-decimals
+    for cand in (round(r - step, decimals), round(r + step, decimals)):
+        if 0.0 <= cand <= 1.0 and _py_cell(cand, bounds, k) == cell:
+            return cand
+    return v
 
 
 class GridCodec:
@@ -81,7 +98,7 @@ class GridCodec:
     [[0.775, 0.075, 0.975, 0.775]]
     """
 
-    __slots__ = ("n", "m", "_tables")
+    __slots__ = ("n", "m", "_table")
 
     def __init__(self, n: int = 20, m: int = 20) -> None:
         for name, v in (("n", n), ("m", m)):
@@ -91,7 +108,7 @@ class GridCodec:
                 raise ValueError(f"grid size {name}={v} must lie in [1, {_MAX_CELLS_PER_AXIS}]")
         self.n = int(n)
         self.m = int(m)
-        self._tables: dict = {}
+        self._table: tuple | None = None
 
     # -- identity --------------------------------------------------------------------------
     @property
@@ -108,29 +125,24 @@ class GridCodec:
     def __hash__(self) -> int:
         return hash((GridCodec, self.n, self.m))
 
-    def _bounds(self, dtype: np.dtype):
-        """Cell boundaries ``j / k`` (j < k) then ``inf``, rounded to ``dtype``, as float lists.
-
-        Computed in float64 and rounded once to ``dtype``, so ``np.float32(j / k)`` (how a user
-        gets a float32 coordinate) is exactly a float32 boundary.
-        """
-        t = self._tables.get(dtype)
-        if t is None:
-            bx = np.append(np.arange(self.n, dtype=np.float64) / self.n, np.inf).astype(dtype)
-            by = np.append(np.arange(self.m, dtype=np.float64) / self.m, np.inf).astype(dtype)
-            t = (bx.tolist(), by.tolist())
-            self._tables[dtype] = t
-        return t
+    def _bounds(self) -> tuple[list, list]:
+        """Cell boundaries ``j / k`` (``j < k``) in float64, then ``inf``, per axis, as lists."""
+        if self._table is None:
+            bx = np.append(np.arange(self.n, dtype=np.float64) / self.n, np.inf)
+            by = np.append(np.arange(self.m, dtype=np.float64) / self.m, np.inf)
+            self._table = (bx.tolist(), by.tolist())
+        return self._table
 
     # -- arrays ----------------------------------------------------------------------------
     def encode(self, boxes: Any, *, parallel: bool | None = None) -> np.ndarray:
         """Boxes ``(N, 4)`` normalised ``xyxy`` -> ``(N, 2)`` int64 ``(idx_l, idx_r)``.
 
-        float32 input is compared against float32 cell boundaries (so ``np.float32(0.29)`` is
-        cell 29 of 100 as well), float64 against float64; integers are read as float64.
-        ``parallel`` forces the kernel choice (default: parallel from 131072 rows).
-        Raises ``ValueError`` for a wrong shape and :class:`InvalidBoxError` for a NaN, inf or
-        out-of-``[0, 1]`` coordinate.
+        Coordinates of any float type are widened to float64 and compared with the float64
+        boundaries ``j / k`` (module docstring), so float32 input gets the cells its exact
+        values lie in: ``np.float32(0.29)`` (0.28999999...) is cell 28 of 100, as it is for
+        ``Box.to_grid`` and the text codec. ``parallel`` forces the kernel choice (default:
+        parallel from 131072 rows). Raises ``ValueError`` for a wrong shape and
+        :class:`InvalidBoxError` for a NaN, inf or out-of-``[0, 1]`` coordinate.
         """
         from giqa.geometry._validate import as_boxes
 
@@ -139,22 +151,19 @@ class GridCodec:
         out = np.empty((rows, 2), np.int64)
         if rows == 0:
             return out
-        bxl, byl = self._bounds(arr.dtype)
-        n, m = self.n, self.m
-        if rows <= _SMALL and parallel is None:
+        if rows <= _SMALL and parallel is None and _k is None:
+            bxl, byl = self._bounds()
             for i, row in enumerate(arr.tolist()):
                 out[i] = self._encode_py(row, bxl, byl, i)
             return out
-        t = arr.dtype.type
         k = _kernels()
         fn = k.encode_parallel if (rows >= _PAR_ROWS if parallel is None else parallel) else k.encode_serial
-        lo, hi = t(-_TOL), t(1 + _TOL)
-        nbad = fn(arr.reshape(-1), n, m, lo, hi, t(0), t(1), out.reshape(-1))
-        if nbad:
-            ok = ((arr >= lo) & (arr <= hi)).all(axis=1)  # False for NaN too
-            bad = int(np.flatnonzero(~ok)[0])
-            self._encode_py(arr[bad].tolist(), bxl, byl, bad)  # raises with the reason
-            raise InvalidBoxError(f"boxes[{bad}] = {tuple(arr[bad].tolist())} is not a valid box")
+        if fn(arr.reshape(-1), self.n, self.m, -_TOL, 1 + _TOL, out.reshape(-1)):
+            wide = arr.astype(np.float64)
+            bad = int(np.flatnonzero(~((wide >= -_TOL) & (wide <= 1 + _TOL)).all(axis=1))[0])  # NaN too
+            bxl, byl = self._bounds()
+            self._encode_py(wide[bad].tolist(), bxl, byl, bad)  # raises with the reason
+            raise InvalidBoxError(f"boxes[{bad}] = {tuple(wide[bad].tolist())} is not a valid box")
         return out
 
     def decode(self, indices: Any, *, parallel: bool | None = None) -> np.ndarray:
@@ -182,7 +191,7 @@ class GridCodec:
             self._raise_index(arr)
         if arr.dtype != np.int64 or not arr.flags.c_contiguous:
             arr = np.ascontiguousarray(arr, dtype=np.int64)
-        if rows <= _SMALL and parallel is None:
+        if rows <= _SMALL and parallel is None and _k is None:
             pairs = arr.tolist()
             cells = self.cells
             if not all(0 <= v < cells for pair in pairs for v in pair):
@@ -200,10 +209,29 @@ class GridCodec:
 
     # -- scalars (the text codec's path; pure Python, no Numba) --------------------------------
     def encode_box(self, x1: float, y1: float, x2: float, y2: float) -> tuple[int, int]:
-        """One box -> ``(idx_l, idx_r)`` (same rules as :meth:`encode`, float64)."""
-        bxl, byl = self._bounds(_F64)
+        """One box -> ``(idx_l, idx_r)`` (same rules as :meth:`encode`; plain Python, no Numba)."""
+        bxl, byl = self._bounds()
         row = [float(x1), float(y1), float(x2), float(y2)]
         return self._encode_py(row, bxl, byl, None)
+
+    def round_box(self, x1: float, y1: float, x2: float, y2: float, decimals: int = 6) -> tuple[float, float, float, float]:
+        """The box with each coordinate rounded to ``decimals`` places, none leaving its cell.
+
+        ``round(v, decimals)`` (exact decimal rounding, half to even) unless that carries ``v``
+        across a cell boundary of this grid (``v`` within half a unit of the last place below
+        a boundary ``j / k``); then the neighbouring ``decimals``-place value on ``v``'s side.
+        So :meth:`encode_box` gives the same cells before and after. Coordinates outside
+        ``[0, 1]`` are rounded plainly; on a grid finer than the precision (cells narrower than
+        ``2 * 10**-decimals``) a coordinate that cannot stay in its cell is kept unrounded.
+        """
+        bxl, byl = self._bounds()
+        n, m = self.n, self.m
+        return (
+            _round_in_cell(float(x1), bxl, n, decimals),
+            _round_in_cell(float(y1), byl, m, decimals),
+            _round_in_cell(float(x2), bxl, n, decimals),
+            _round_in_cell(float(y2), byl, m, decimals),
+        )
 
     def decode_pair(self, idx_l: int, idx_r: int) -> tuple[float, float, float, float]:
         """One pair ``<idx_l, idx_r>`` -> cell-centre box ``(x1, y1, x2, y2)`` as floats."""

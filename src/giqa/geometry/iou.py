@@ -7,9 +7,9 @@ normalised units). Closed intervals: a box ``[x1, x2] x [y1, y2]`` contains its 
 Types: float32 and float64 are kept (a float32 and a float64 operand compute in float64),
 float16 is computed in float32, integer boxes are upcast to float64; other dtypes raise
 ``TypeError``. Wrong shapes raise ``ValueError`` ("expected (N, 4) ..."); a NaN or infinite
-coordinate, or an inverted box (``x1 > x2`` or ``y1 > y2``), raises
-:class:`giqa.errors.InvalidBoxError`. Zero-area boxes are allowed: any ratio whose denominator
-is zero is 0 (never NaN).
+coordinate, one beyond ``COORD_LIMIT`` (``|v| > 1e18``, where areas would overflow), or an
+inverted box (``x1 > x2`` or ``y1 > y2``), raises :class:`giqa.errors.InvalidBoxError`.
+Zero-area boxes are allowed: any ratio whose denominator is zero is 0, so results are never NaN.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from giqa.geometry._limits import COORD_LIMIT
 from giqa.geometry._validate import box_error, pair_args
 
 __all__ = ["pairwise_iou", "pairwise_coverage", "pairwise_touch", "iou", "coverage", "touch"]
@@ -38,10 +39,8 @@ def _kernels():
     return _k
 
 
-def _checked_pair(a: Any, b: Any, same_length: bool):
+def _checked_pair(a: Any, b: Any):
     a, b = pair_args(a, b)
-    if same_length and a.shape[0] != b.shape[0]:
-        raise ValueError(f"element-wise ops need equal lengths, got {a.shape[0]} and {b.shape[0]} boxes")
     k = _kernels()
     if a.shape[0] and b.shape[0]:
         row = k.first_bad(a)
@@ -86,7 +85,7 @@ def pairwise_iou(a: Any, b: Any, *, parallel: bool | None = None) -> np.ndarray:
     >>> pairwise_iou([[0, 0, 0.5, 0.5]], [[0, 0, 0.5, 0.5], [0.25, 0, 0.75, 0.5]]).round(4)
     array([[1.    , 0.3333]])
     """
-    a, b, k = _checked_pair(a, b, False)
+    a, b, k = _checked_pair(a, b)
     out = np.empty((a.shape[0], b.shape[0]), a.dtype)
     if out.size:
         zero, tiny = _scalars(a.dtype)
@@ -104,7 +103,7 @@ def pairwise_coverage(a: Any, b: Any, *, parallel: bool | None = None) -> np.nda
     lies inside the other; 0 when the smaller box has zero area. Shapes, dtypes and errors as
     in :func:`pairwise_iou`; always ``>=`` the IoU of the same pair.
     """
-    a, b, k = _checked_pair(a, b, False)
+    a, b, k = _checked_pair(a, b)
     out = np.empty((a.shape[0], b.shape[0]), a.dtype)
     if out.size:
         zero, tiny = _scalars(a.dtype)
@@ -121,7 +120,7 @@ def pairwise_touch(a: Any, b: Any, *, parallel: bool | None = None) -> np.ndarra
     ``out[i, j] = max(x1) <= min(x2) and max(y1) <= min(y2)``: overlapping boxes, boxes sharing
     an edge or only a corner all touch. Returns a ``(N, M)`` bool array.
     """
-    a, b, k = _checked_pair(a, b, False)
+    a, b, k = _checked_pair(a, b)
     out = np.empty((a.shape[0], b.shape[0]), np.bool_)
     if out.size:
         if _use_parallel(parallel, out.size, _PAR_PAIRS):
@@ -131,39 +130,42 @@ def pairwise_touch(a: Any, b: Any, *, parallel: bool | None = None) -> np.ndarra
     return out
 
 
+def _elementwise(a: Any, b: Any, out_dtype: Any, over_union: bool | None) -> np.ndarray:
+    """Element-wise IoU (``over_union``), coverage (``not over_union``) or touch (``None``):
+    one fused pass that computes and counts invalid rows; the rows are named only on error."""
+    a, b = pair_args(a, b)
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(f"element-wise ops need equal lengths, got {a.shape[0]} and {b.shape[0]} boxes")
+    out = np.empty(a.shape[0], a.dtype if out_dtype is None else out_dtype)
+    if not out.size:
+        return out
+    k = _kernels()
+    lim = a.dtype.type(COORD_LIMIT)
+    par = out.size >= _PAR_ROWS
+    fa, fb = a.reshape(-1), b.reshape(-1)
+    if over_union is None:
+        nbad = (k.ew_touch_parallel if par else k.ew_touch_serial)(fa, fb, out, lim)
+    else:
+        zero, tiny = _scalars(a.dtype)
+        nbad = (k.ew_ratio_parallel if par else k.ew_ratio_serial)(fa, fb, out, zero, tiny, lim, over_union)
+    if nbad:
+        for arr, name in ((a, "a"), (b, "b")):
+            row = k.first_bad(arr)
+            if row >= 0:
+                raise box_error(arr, row, name)
+    return out
+
+
 def iou(a: Any, b: Any) -> np.ndarray:
     """Element-wise IoU of ``a[i]`` and ``b[i]``: two ``(N, 4)`` inputs -> ``(N,)``."""
-    a, b, k = _checked_pair(a, b, True)
-    out = np.empty(a.shape[0], a.dtype)
-    if out.size:
-        zero, tiny = _scalars(a.dtype)
-        if out.size >= _PAR_ROWS:
-            k.ew_iou_parallel(a, b, out, zero, tiny)
-        else:
-            k.ew_iou_serial(a, b, out, zero, tiny)
-    return out
+    return _elementwise(a, b, None, True)
 
 
 def coverage(a: Any, b: Any) -> np.ndarray:
     """Element-wise coverage (intersection over the smaller area): ``(N, 4)`` x2 -> ``(N,)``."""
-    a, b, k = _checked_pair(a, b, True)
-    out = np.empty(a.shape[0], a.dtype)
-    if out.size:
-        zero, tiny = _scalars(a.dtype)
-        if out.size >= _PAR_ROWS:
-            k.ew_cov_parallel(a, b, out, zero, tiny)
-        else:
-            k.ew_cov_serial(a, b, out, zero, tiny)
-    return out
+    return _elementwise(a, b, None, False)
 
 
 def touch(a: Any, b: Any) -> np.ndarray:
     """Element-wise touch test (closed rectangles share a point): ``(N, 4)`` x2 -> ``(N,)`` bool."""
-    a, b, k = _checked_pair(a, b, True)
-    out = np.empty(a.shape[0], np.bool_)
-    if out.size:
-        if out.size >= _PAR_ROWS:
-            k.ew_touch_parallel(a, b, out)
-        else:
-            k.ew_touch_serial(a, b, out)
-    return out
+    return _elementwise(a, b, np.bool_, None)

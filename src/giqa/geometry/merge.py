@@ -1,32 +1,37 @@
-"""Box-Merge (the paper's Alg. 1, lines 10-19), made symmetric, order-free and a fixpoint.
+"""Box-Merge (the paper's Alg. 1, lines 10-19) run as written, in a canonical order, to a fixpoint.
 
-The rule. Two boxes ``p`` and ``q`` (normalised ``xyxy``, closed rectangles) are merged when::
+The rule (Alg. 1 line 13). Box ``R[i]`` absorbs box ``R[j]`` (normalised ``xyxy``, closed
+rectangles) when::
 
-    (min(area(p), area(q)) < area_thr and touch(p, q))  or  coverage(p, q) > cover_thr
+    (area(R[i]) < area_thr and touch(R[i], R[j]))  or  coverage(R[i], R[j]) > cover_thr
 
 * ``touch``: the closed rectangles share at least a point (overlap, a shared edge or a shared
   corner): ``max(x1) <= min(x2) and max(y1) <= min(y2)``.
 * ``coverage``: intersection area over the *smaller* of the two areas (1 when one box lies inside
   the other); 0 when the smaller box has zero area.
-* Precedence: ``and`` binds tighter than ``or``, as written in Alg. 1 line 13. The paper's
-  ``area(R[i])`` is read as the smaller of the two areas, so the rule is symmetric: a small box
-  touching any other box is absorbed, and two boxes that mostly cover each other merge whatever
-  their size.
+* Precedence: ``and`` binds tighter than ``or``, as written in Alg. 1 line 13.
 * ``merge``: the enclosing box (coordinate-wise min of ``x1, y1``, max of ``x2, y2``).
 
-The procedure. Alg. 1's single greedy pass depends on the input order and can leave boxes that
-still satisfy the rule after growing. Here every round joins all pairs of current boxes that
-satisfy the rule into connected components, replaces each component by its enclosing box, and
-repeats until a round joins nothing. Hence:
+The procedure. Alg. 1's loops run literally: for each ``i`` in turn, every later ``j`` is
+tested against ``R[i]`` *as grown so far*; on a merge ``R[i]`` grows and ``R[j]`` leaves the list,
+so a box that absorbed a small one is re-tested as the larger box it now is (it may stop being
+"small"). Two choices make this a function of the set of boxes:
 
-* fixpoint: no two output boxes satisfy the rule;
-* order independence: the output boxes, sorted by ``(x1, y1, x2, y2)``, are the same for any
-  permutation of the input (if two output boxes were identical, which only happens with
-  ``area_thr == 0`` and degenerate boxes, which of them an input maps to may vary);
-* every input box lies inside the output box it is assigned to; ``K <= N``.
+* canonical order: the list is sorted by area, then ``(x1, y1, x2, y2)``, before each pass, so
+  ``R[i]`` starts its turn as the smaller box of each pair it tests (``area(R[i])`` is then the
+  paper's reading of "the smaller area");
+* fixpoint: passes repeat until one merges nothing. In area order that means no two output
+  boxes satisfy ``(min(area) < area_thr and touch) or coverage > cover_thr``.
 
-The rule is evaluated in float64; output boxes keep the input's float dtype (their
-coordinates are input coordinates, so no rounding happens).
+Hence: the output boxes do not depend on the input order; every input box lies inside the
+output box it is assigned to; ``K <= N``. (If two *identical* input boxes stay apart, which
+needs ``cover_thr == 1`` or zero-area boxes, which one of them takes part in a later merge may
+follow the input order; the output boxes do not.) The rule is evaluated in float64; output
+boxes keep the input's float dtype (their coordinates are input coordinates: no rounding).
+
+Earlier giqa versions grouped boxes by connected components of the pairwise rule on the
+*input* boxes; that skipped the re-test of grown boxes and merged through small "bridge"
+boxes, which Alg. 1 never does (see docs/geometry.md).
 """
 
 from __future__ import annotations
@@ -73,7 +78,7 @@ def _thresholds(area_thr: Any, cover_thr: Any) -> tuple[float, float]:
 def box_merge(
     boxes: Any, area_thr: float = AREA_THR, cover_thr: float = COVER_THR
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Merge the boxes of one image until no two satisfy the Box-Merge rule (module docstring).
+    """Box-Merge of one image: Alg. 1 in canonical order, repeated to a fixpoint (module docstring).
 
     Parameters
     ----------
@@ -81,7 +86,7 @@ def box_merge(
         Normalised ``xyxy`` boxes (``x1 <= x2``, ``y1 <= y2``); float32/float64 kept, integers
         upcast to float64.
     area_thr : float
-        ``T_a``: a box whose normalised area is below this is absorbed by any box it touches.
+        ``T_a``: a box whose normalised area is below this absorbs every box it touches.
     cover_thr : float in [0, 1]
         ``T_o``: boxes whose intersection exceeds this fraction of the smaller box merge.
 
@@ -104,6 +109,12 @@ def box_merge(
     >>> merged, assign = box_merge([[0.1, 0.1, 0.2, 0.2], [0.2, 0.1, 0.3, 0.2], [0.6, 0.6, 0.9, 0.9]])
     >>> merged.tolist(), assign.tolist()
     ([[0.1, 0.1, 0.3, 0.2], [0.6, 0.6, 0.9, 0.9]], [0, 0, 1])
+
+    A small box touching two large ones joins one of them, and the grown box is no longer
+    small, so the two large boxes stay apart:
+
+    >>> box_merge([[0, 0, .6, .6], [.65, 0, 1, .8], [.55, .1, .7, .2]])[0].tolist()
+    [[0.0, 0.0, 0.6, 0.6], [0.55, 0.0, 1.0, 0.8]]
     """
     if (
         type(boxes) is np.ndarray

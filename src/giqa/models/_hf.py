@@ -17,7 +17,8 @@ from typing import Any, Optional, TypeVar
 from pydantic import BaseModel
 
 from giqa.errors import BackendError, GiqaError, require
-from giqa.models.settings import BackendSettings, HFSettings
+from giqa.models.image_geometry import prepare_images, processor_image_kwargs
+from giqa.models.settings import BackendSettings, HFSettings, ImageTextSettings
 
 __all__ = [
     "torch_module",
@@ -30,6 +31,8 @@ __all__ = [
     "HFBackend",
     "as_rgb_images",
     "batches",
+    "dtype_kwarg",
+    "transformers_version",
 ]
 
 S = TypeVar("S", bound=BaseModel)
@@ -41,6 +44,19 @@ def torch_module():
 
 def transformers_module():
     return require("transformers", "models")
+
+
+def transformers_version() -> tuple[int, int]:
+    """``(major, minor)`` of the installed transformers."""
+    version = transformers_module().__version__
+    major, minor = (int("".join(ch for ch in part if ch.isdigit()) or 0) for part in version.split(".")[:2])
+    return major, minor
+
+
+def dtype_kwarg() -> str:
+    """The ``from_pretrained`` keyword for the weights' dtype: ``dtype`` from transformers 4.56
+    on (``torch_dtype`` is deprecated there), ``torch_dtype`` before."""
+    return "dtype" if transformers_version() >= (4, 56) else "torch_dtype"
 
 
 def resolve_settings(cls: type[S], settings: Optional[Any], overrides: dict[str, Any]) -> S:
@@ -99,6 +115,7 @@ def pick_dtype(name: str, device) -> Any:
 def from_pretrained(cls: Any, settings: HFSettings, **kwargs: Any) -> Any:
     """``cls.from_pretrained(settings.model_id, ...)`` with giqa's safety and offline defaults.
 
+    ``dtype=`` is passed under the name the installed transformers knows (:func:`dtype_kwarg`).
     A local directory is loaded as is; a hub id is looked up in the local cache only when
     offline (``HF_HUB_OFFLINE=1`` or ``local_files_only=True``). Failures raise
     :class:`BackendError` (chained) naming the checkpoint.
@@ -114,6 +131,8 @@ def from_pretrained(cls: Any, settings: HFSettings, **kwargs: Any) -> Any:
     if settings.offline():
         opts["local_files_only"] = True
     opts.update(kwargs)
+    if "dtype" in opts and dtype_kwarg() != "dtype":  # transformers < 4.56 calls it torch_dtype
+        opts["torch_dtype"] = opts.pop("dtype")
     try:
         return cls.from_pretrained(source, **opts)
     except GiqaError:
@@ -146,8 +165,8 @@ class HFBackend:
         self.random_weights = detect_random_weights(self.settings)
         self._loaded = False
         self._lock = threading.Lock()
-        self.device = None
-        self.dtype = None
+        self.device: Any = None  # a torch.device once loaded
+        self.dtype: Any = None  # a torch.dtype once loaded
 
     # -- lifecycle -------------------------------------------------------------------------
     def load(self) -> "HFBackend":
@@ -184,6 +203,9 @@ class HFBackend:
         """``from_pretrained`` keywords placing the weights: dtype, and on CUDA the device map
         (weights go straight to the GPU instead of through CPU memory)."""
         kwargs: dict[str, Any] = {"dtype": self.dtype}
+        attn = getattr(self.settings, "attn_implementation", None)
+        if attn is not None:
+            kwargs["attn_implementation"] = attn
         if self.device is not None and self.device.type == "cuda":
             kwargs["device_map"] = str(self.device)
         return kwargs
@@ -234,8 +256,21 @@ class ImageTextBackend(HFBackend):
     Loads any local directory or hub id whose processor has an image processor and a
     tokenizer. Prompts go through the processor's chat template as one user turn
     ``[image, text]`` with the generation prompt; a processor without a template gets the
-    LLaVA-1.5 format ``USER: <image>\\n{prompt} ASSISTANT:``.
+    LLaVA-1.5 format ``USER: <image>\\n{prompt} ASSISTANT:``. Images reach the processor
+    through :func:`giqa.models.image_geometry.prepare_images` with ``settings.image_aspect``
+    (default: padded to a square with the processor's mean colour, as LLaVA-1.5 was trained).
     """
+
+    settings_cls = ImageTextSettings
+    settings: ImageTextSettings
+
+    @property
+    def image_aspect(self) -> str:
+        return self.settings.image_aspect
+
+    def model_info(self) -> dict[str, Any]:
+        """What provenance should record about this backend: model id, image policy, random weights."""
+        return {"model_id": self.model_id, "image_aspect": self.image_aspect, "random_weights": self.random_weights}
 
     def _load(self) -> None:
         transformers = transformers_module()
@@ -262,8 +297,14 @@ class ImageTextBackend(HFBackend):
     def encode(self, images: list[Any], texts: list[str]) -> dict[str, Any]:
         """Processor inputs on the model's device; left padding, ``position_ids`` from the mask."""
         prompts = [self.prompt(t) for t in texts]
-        enc = self.processor(images=images, text=prompts, return_tensors="pt", padding=True)
-        inputs = {k: (v.to(self.device) if hasattr(v, "to") else v) for k, v in enc.items()}
+        image_processor = self.processor.image_processor
+        images = prepare_images(images, image_processor, self.settings.image_aspect)
+        enc = self.processor(
+            images=images, text=prompts, return_tensors="pt", padding=True, **processor_image_kwargs(image_processor)
+        )
+        # some tokenizers (transformers 4.x fast tokenizers by default) add token_type_ids, which
+        # LLaVA-style models refuse in generate()
+        inputs = {k: (v.to(self.device) if hasattr(v, "to") else v) for k, v in enc.items() if k != "token_type_ids"}
         if "pixel_values" in inputs and inputs["pixel_values"].is_floating_point():
             inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
         return inputs

@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from giqa.errors import BackendError
+from giqa.errors import BackendContractError, BackendError
 from giqa.models.protocols import ChatMessage, Detection
 from giqa.types import Box
 
@@ -37,7 +37,7 @@ class _Base:
     def close(self) -> None:
         pass
 
-    def __enter__(self):
+    def __enter__(self) -> "_Base":
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -83,7 +83,7 @@ class CallableLLM(_Base):
         for messages in conversations:
             text = self.fn(list(messages))
             if not isinstance(text, str):
-                raise BackendError(f"LLM function returned {type(text).__name__}, expected str")
+                raise BackendContractError(f"LLM function returned {type(text).__name__}, expected str")
             outs.append(text)
         return outs
 
@@ -99,7 +99,7 @@ class CallableQualityFilter(_Base):
         for crop, q in zip(crops, questions):
             p = float(self.fn(crop, q))
             if not 0.0 <= p <= 1.0:
-                raise BackendError(f"filter probability {p} outside [0, 1]")
+                raise BackendContractError(f"filter probability {p} outside [0, 1]")
             out.append(p)
         return out
 

@@ -20,12 +20,12 @@ from pydantic import Field
 
 from giqa.errors import BackendError, GiqaError
 from giqa.models._hf import ImageTextBackend, batches, check_pairs, torch_module
-from giqa.models.settings import HFSettings
+from giqa.models.settings import ImageTextSettings
 
 __all__ = ["LlavaFilterSettings", "LlavaQualityFilter"]
 
 
-class LlavaFilterSettings(HFSettings):
+class LlavaFilterSettings(ImageTextSettings):
     """Settings of :class:`LlavaQualityFilter`.
 
     ``yes_token`` / ``no_token`` must each be a single token of the model's tokenizer (for

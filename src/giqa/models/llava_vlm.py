@@ -13,12 +13,12 @@ from pydantic import Field
 
 from giqa.errors import BackendError, GiqaError
 from giqa.models._hf import ImageTextBackend, batches, check_pairs, torch_module
-from giqa.models.settings import HFSettings
+from giqa.models.settings import ImageTextSettings
 
 __all__ = ["LlavaVLMSettings", "LlavaVLM"]
 
 
-class LlavaVLMSettings(HFSettings):
+class LlavaVLMSettings(ImageTextSettings):
     """Settings of :class:`LlavaVLM` (``batch_size``: image-prompt pairs per ``generate``)."""
 
     model_id: str = "llava-hf/llava-1.5-7b-hf"

@@ -4,8 +4,19 @@ This is how Llama-3 runs at throughput: start a server (``vllm serve
 meta-llama/Meta-Llama-3-8B-Instruct``, ``ollama serve``, ``llama-server -m model.gguf``) and
 point ``base_url`` at it. Requests of a batch run concurrently (``max_concurrency``), each
 retried with exponential backoff on connection errors, timeouts, HTTP 429 and 5xx (bounded by
-``max_retries``; ``Retry-After`` is honoured up to ``backoff_max_s``). Other HTTP errors fail
-at once. Failures raise :class:`giqa.errors.BackendError` chained to the cause.
+``max_retries`` and by ``deadline_s`` per request; ``Retry-After`` is honoured up to
+``backoff_max_s``). Other HTTP errors fail that request at once.
+
+Costs are bounded:
+
+- A request never takes longer than ``deadline_s`` (default 120 s) over all its attempts.
+- A failed request does not cost the others of its batch: ``generate`` returns every answer
+  it got and raises :class:`giqa.errors.PartialBatchError` (a ``BackendError``) whose
+  ``results`` hold each conversation's answer or exception, so one HTTP 400 in a batch of 8
+  costs 8 requests, not 16.
+- When a request ends on connection errors or timeouts only, the server is taken as
+  unreachable for ``cooldown_s`` (default 30 s): further requests fail at once instead of
+  waiting out their own timeouts and retries (a dead server costs seconds, not hours).
 
 ``transport`` (an ``httpx.BaseTransport``, e.g. ``httpx.MockTransport``) can be injected, so
 tests never touch the network.
@@ -22,7 +33,7 @@ from typing import Any, Callable, Literal, Mapping, Optional, Sequence
 
 from pydantic import Field, SecretStr
 
-from giqa.errors import BackendError, require
+from giqa.errors import BackendError, PartialBatchError, require
 from giqa.models._hf import resolve_settings
 from giqa.models.hf_llm import check_conversations, with_schema
 from giqa.models.protocols import ChatMessage
@@ -44,7 +55,12 @@ class OpenAISettings(BackendSettings):
       structured outputs; vLLM, Ollama, llama.cpp server, OpenAI), ``"json_object"`` (JSON mode
       only) or ``"none"`` (prompt only). The schema is always also written into the system
       prompt (``schema_in_prompt``), which helps servers that ignore ``response_format``.
-    - ``max_retries``: retries after the first try (so at most ``1 + max_retries`` requests).
+    - ``max_retries``: retries after the first try (so at most ``1 + max_retries`` requests),
+      all within ``deadline_s`` seconds per request.
+    - ``timeout_s``: seconds to wait for an answer (a long completion at a busy server takes
+      tens of seconds); ``connect_timeout_s``: seconds to connect.
+    - ``cooldown_s``: after a request ends on connection errors or timeouts only, further
+      requests fail at once for this long (0 disables this).
     - ``batch_size``: conversations submitted at once; ``max_concurrency`` requests in flight.
     """
 
@@ -52,11 +68,13 @@ class OpenAISettings(BackendSettings):
     base_url: str = "http://127.0.0.1:8000/v1"
     api_key: Optional[SecretStr] = None
     api_key_env: str = "OPENAI_API_KEY"
-    timeout_s: float = Field(120.0, gt=0)
-    connect_timeout_s: float = Field(10.0, gt=0)
-    max_retries: int = Field(4, ge=0, le=20)
+    timeout_s: float = Field(60.0, gt=0)
+    connect_timeout_s: float = Field(5.0, gt=0)
+    deadline_s: float = Field(120.0, gt=0)
+    max_retries: int = Field(2, ge=0, le=20)
     backoff_s: float = Field(0.5, ge=0)
-    backoff_max_s: float = Field(20.0, ge=0)
+    backoff_max_s: float = Field(10.0, ge=0)
+    cooldown_s: float = Field(30.0, ge=0)
     max_concurrency: int = Field(8, ge=1, le=256)
     batch_size: int = Field(64, ge=1, le=100_000)
     response_format: Literal["json_schema", "json_object", "none"] = "json_schema"
@@ -68,12 +86,15 @@ class OpenAISettings(BackendSettings):
 class OpenAICompatibleLLM:
     """:class:`giqa.models.LLM` over HTTP. ``random_weights`` is False unless set in settings."""
 
+    settings_cls = OpenAISettings
+
     def __init__(
         self,
         settings: Optional[Any] = None,
         *,
         transport: Any = None,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
         **overrides: Any,
     ) -> None:
         self.settings = resolve_settings(OpenAISettings, settings, overrides)
@@ -81,13 +102,16 @@ class OpenAICompatibleLLM:
         self.random_weights = bool(self.settings.random_weights)
         self._transport = transport
         self._sleep = sleep
-        self._client = None
+        self._clock = clock
+        self._client: Any = None
         self._lock = threading.Lock()
         self.requests = 0  # HTTP requests sent (including retries)
         self._count_lock = threading.Lock()
+        self._down_until = 0.0  # monotonic time until which the server counts as unreachable
+        self._down_reason = ""
 
     # -- lifecycle -------------------------------------------------------------------------
-    def _http(self):
+    def _http(self) -> Any:
         with self._lock:
             if self._client is None:
                 httpx = require("httpx", "models")
@@ -110,7 +134,7 @@ class OpenAICompatibleLLM:
                 self._client.close()
                 self._client = None
 
-    def __enter__(self):
+    def __enter__(self) -> "OpenAICompatibleLLM":
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -128,7 +152,10 @@ class OpenAICompatibleLLM:
         max_new_tokens: int = 512,
         temperature: float = 0.0,
     ) -> list[str]:
-        """One completion per conversation, in order. Raises BackendError when a request fails."""
+        """One completion per conversation, in order.
+
+        Raises :class:`PartialBatchError` when any request fails (its ``results`` keep the
+        answers that came back), :class:`BackendError` for a batch of one."""
         convs = check_conversations(conversations)
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
@@ -139,16 +166,26 @@ class OpenAICompatibleLLM:
             return []
         client = self._http()
         workers = min(self.settings.max_concurrency, len(bodies))
-        if workers == 1:
-            return [self._complete(client, b) for b in bodies]
-        out: list[str] = []
+        if len(bodies) == 1:
+            return [self._complete(client, bodies[0])]
+        results: list[Any] = []
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="giqa-openai") as pool:
             for start in range(0, len(bodies), self.settings.batch_size):
-                out.extend(pool.map(lambda b: self._complete(client, b), bodies[start : start + self.settings.batch_size]))
-        return out
+                results.extend(pool.map(lambda b: self._outcome(client, b), bodies[start : start + self.settings.batch_size]))
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            raise PartialBatchError(f"{len(failed)} of {len(results)} requests failed; first: {failed[0]}", results)
+        return results
+
+    def _outcome(self, client: Any, body: dict[str, Any]) -> "str | BaseException":
+        try:
+            return self._complete(client, body)
+        except BackendError as exc:
+            return exc
 
     # -- internals -------------------------------------------------------------------------
-    def _body(self, messages, json_schema, max_new_tokens, temperature) -> dict[str, Any]:
+    def _body(self, messages: list[ChatMessage], json_schema: Optional[Mapping[str, Any]], max_new_tokens: int,
+              temperature: float) -> dict[str, Any]:
         s = self.settings
         if json_schema is not None and s.schema_in_prompt:
             messages = with_schema(messages, json_schema)
@@ -181,15 +218,28 @@ class OpenAICompatibleLLM:
         base = min(s.backoff_s * (2**attempt), s.backoff_max_s)
         return base * (0.5 + random.random() / 2)  # jitter, so concurrent retries spread out
 
-    def _complete(self, client, body: dict[str, Any]) -> str:
+    def _check_reachable(self) -> None:
+        if self._clock() < self._down_until:
+            raise BackendError(f"{self.settings.base_url} is unreachable ({self._down_reason}); "
+                               f"not retrying for {self._down_until - self._clock():.0f} s")
+
+    def _complete(self, client: Any, body: dict[str, Any]) -> str:
         httpx = require("httpx", "models")
         s = self.settings
         last: Optional[BaseException] = None
         retry_after: Optional[str] = None
+        transport_only = True
+        deadline = self._clock() + s.deadline_s
+        attempts = 0
         for attempt in range(s.max_retries + 1):
             if attempt:
-                self._sleep(self._delay(attempt - 1, retry_after))
+                delay = self._delay(attempt - 1, retry_after)
+                if self._clock() + delay >= deadline:
+                    break
+                self._sleep(delay)
+            self._check_reachable()
             retry_after = None
+            attempts += 1
             try:
                 with self._count_lock:
                     self.requests += 1
@@ -200,15 +250,20 @@ class OpenAICompatibleLLM:
             if resp.status_code in _RETRY_STATUS:
                 retry_after = resp.headers.get("retry-after")
                 last = BackendError(f"HTTP {resp.status_code} from {resp.request.url}: {_snippet(resp)}")
+                transport_only = False
                 continue
+            self._down_until = 0.0
             if resp.status_code >= 400:
                 raise BackendError(
                     f"OpenAI-compatible server refused the request: HTTP {resp.status_code} from "
                     f"{resp.request.url}: {_snippet(resp)}"
                 )
             return _content(resp)
+        if transport_only and s.cooldown_s > 0:
+            self._down_until = self._clock() + s.cooldown_s
+            self._down_reason = f"{type(last).__name__}: {last}"
         raise BackendError(
-            f"no answer from {s.base_url} after {s.max_retries + 1} attempts; last error: {last}"
+            f"no answer from {s.base_url} after {attempts} attempts; last error: {type(last).__name__}: {last}"
         ) from last
 
 

@@ -4,6 +4,7 @@
 >>> name = "small" if preset_available_locally("small") else "tiny-random"
 >>> backends = load_preset(name)              # nothing is loaded until first use
 >>> backends.detector.detect([image], [["the blurry sky"]])   # doctest: +SKIP
+>>> BackendSpec.from_preset("paper", Role.llm)   # one role as a spec (giqa.models.spec)  # doctest: +SKIP
 >>> backends.close()
 
 - ``paper``: the models the paper used, or their closest public transformers checkpoints:
@@ -27,10 +28,14 @@ from typing import Any, Mapping, Optional
 
 from giqa.errors import GiqaError, RegistryError
 from giqa.models.registry import create
+from giqa.models.roles import Role
 
-__all__ = ["ROLES", "PRESETS", "PresetSpec", "Backends", "load_preset", "preset_available_locally", "default_cache_dir"]
+__all__ = [
+    "ROLES", "PRESETS", "PresetSpec", "Backends", "load_preset", "preset_available_locally", "default_cache_dir",
+    "preset_entry", "tiny_cache_dir",
+]
 
-ROLES = ("detector", "llm", "filter", "embedder", "vlm")  # also the registry kinds
+ROLES = tuple(Role)  # every preset names a backend for each role
 
 
 @dataclass(frozen=True)
@@ -39,7 +44,7 @@ class PresetSpec:
 
     name: str
     description: str
-    roles: Mapping[str, tuple[str, Mapping[str, Any]]]
+    roles: Mapping[Role, tuple[str, Mapping[str, Any]]]
 
 
 _MINILM = ("sentence-transformers", {"model_id": "sentence-transformers/all-MiniLM-L6-v2"})
@@ -49,33 +54,33 @@ PRESETS: dict[str, PresetSpec] = {
         "paper",
         "the paper's models or their closest public checkpoints (GPU with >= 24 GB advised)",
         {
-            "detector": ("grounding-dino", {"model_id": "IDEA-Research/grounding-dino-base"}),
-            "llm": ("transformers", {"model_id": "meta-llama/Meta-Llama-3-8B-Instruct"}),
-            "filter": ("llava", {"model_id": "llava-hf/llava-1.5-7b-hf"}),
-            "embedder": _MINILM,
-            "vlm": ("llava", {"model_id": "llava-hf/llava-1.5-7b-hf"}),
+            Role.detector: ("grounding-dino", {"model_id": "IDEA-Research/grounding-dino-base"}),
+            Role.llm: ("transformers", {"model_id": "meta-llama/Meta-Llama-3-8B-Instruct"}),
+            Role.quality_filter: ("llava", {"model_id": "llava-hf/llava-1.5-7b-hf"}),
+            Role.embedder: _MINILM,
+            Role.vlm: ("llava", {"model_id": "llava-hf/llava-1.5-7b-hf"}),
         },
     ),
     "small": PresetSpec(
         "small",
         "the smallest public checkpoints that still do each job (runs on a laptop CPU)",
         {
-            "detector": ("grounding-dino", {"model_id": "IDEA-Research/grounding-dino-tiny"}),
-            "llm": ("transformers", {"model_id": "Qwen/Qwen2.5-0.5B-Instruct"}),
-            "filter": ("llava", {"model_id": "llava-hf/llava-interleave-qwen-0.5b-hf"}),
-            "embedder": _MINILM,
-            "vlm": ("llava", {"model_id": "llava-hf/llava-interleave-qwen-0.5b-hf"}),
+            Role.detector: ("grounding-dino", {"model_id": "IDEA-Research/grounding-dino-tiny"}),
+            Role.llm: ("transformers", {"model_id": "Qwen/Qwen2.5-0.5B-Instruct"}),
+            Role.quality_filter: ("llava", {"model_id": "llava-hf/llava-interleave-qwen-0.5b-hf"}),
+            Role.embedder: _MINILM,
+            Role.vlm: ("llava", {"model_id": "llava-hf/llava-interleave-qwen-0.5b-hf"}),
         },
     ),
     "tiny-random": PresetSpec(
         "tiny-random",
         "random-weight models built from configs, offline (tests and demos; outputs are meaningless)",
         {
-            "detector": ("grounding-dino", {"model_id": "{cache}/grounding_dino"}),
-            "llm": ("transformers", {"model_id": "{cache}/llama"}),
-            "filter": ("llava", {"model_id": "{cache}/llava"}),
-            "embedder": ("sentence-transformers", {"model_id": "{cache}/embedder"}),
-            "vlm": ("llava", {"model_id": "{cache}/llava"}),
+            Role.detector: ("grounding-dino", {"model_id": "{cache}/grounding_dino"}),
+            Role.llm: ("transformers", {"model_id": "{cache}/llama"}),
+            Role.quality_filter: ("llava", {"model_id": "{cache}/llava"}),
+            Role.embedder: ("sentence-transformers", {"model_id": "{cache}/embedder"}),
+            Role.vlm: ("llava", {"model_id": "{cache}/llava"}),
         },
     ),
 }
@@ -86,14 +91,24 @@ _HF_BACKENDS = {"grounding-dino", "transformers", "llava", "sentence-transformer
 
 @dataclass(frozen=True)
 class Backends:
-    """The five backends of a preset (built, weights loaded on first use) and ``close()``."""
+    """The five backends of a preset (built, weights loaded on first use) and ``close()``.
+
+    ``filter`` is another name of ``quality_filter``."""
 
     preset: str
     detector: Any
     llm: Any
-    filter: Any
+    quality_filter: Any
     embedder: Any
     vlm: Any
+
+    @property
+    def filter(self) -> Any:
+        return self.quality_filter
+
+    def get(self, role: "Role | str") -> Any:
+        """The backend of ``role``."""
+        return getattr(self, Role.coerce(role).value)
 
     @property
     def random_weights(self) -> bool:
@@ -102,7 +117,7 @@ class Backends:
 
     def models(self) -> dict[str, str]:
         """Role -> model id, for sample provenance."""
-        return {role: str(getattr(getattr(self, role), "model_id", "?")) for role in ROLES}
+        return {role.value: str(getattr(self.get(role), "model_id", "?")) for role in ROLES}
 
     def provenance(self, **fields: Any):
         """A :class:`giqa.types.Provenance` with this preset's models, name and random-weights
@@ -112,7 +127,7 @@ class Backends:
         return Provenance(models=self.models(), preset=self.preset, random_weights=self.random_weights, **fields)
 
     def _all(self) -> list[Any]:
-        return [getattr(self, role) for role in ROLES]
+        return [self.get(role) for role in ROLES]
 
     def close(self) -> None:
         """Close every backend once (shared instances are closed once)."""
@@ -148,6 +163,20 @@ def _spec(name: str) -> PresetSpec:
         raise RegistryError(f"no preset named {name!r}; presets are {', '.join(PRESETS)}") from None
 
 
+def preset_entry(name: str, role: "Role | str") -> tuple[str, dict[str, Any]]:
+    """``(registry name, settings)`` of ``role`` in preset ``name`` (``{cache}`` kept as is)."""
+    backend, settings = _spec(name).roles[Role.coerce(role)]
+    return backend, dict(settings)
+
+
+def tiny_cache_dir(*, build: bool = False) -> Path:
+    """Where ``tiny-random`` keeps its models in this process; ``build`` builds them if missing."""
+    cache = default_cache_dir() / "tiny-random-v1"
+    if build:
+        _build_tiny(cache)
+    return cache
+
+
 def _build_tiny(cache: Path) -> None:
     from giqa.models import tiny
 
@@ -160,13 +189,14 @@ def _build_tiny(cache: Path) -> None:
 def load_preset(
     name: str,
     *,
-    cache_dir: Optional[os.PathLike | str] = None,
+    cache_dir: "Optional[os.PathLike[str] | str]" = None,
     device: Optional[str] = None,
     **overrides: Any,
 ) -> Backends:
     """Build the backends of preset ``name`` (weights load lazily, on first use).
 
-    ``overrides`` are keyed by role (``detector``, ``llm``, ``filter``, ``embedder``, ``vlm``):
+    ``overrides`` are keyed by role (``detector``, ``llm``, ``quality_filter`` or ``filter``,
+    ``embedder``, ``vlm``):
     a backend object replaces the preset's; a mapping updates its settings, and may name a
     different registry backend with ``"backend"`` (e.g.
     ``llm={"backend": "openai", "base_url": "http://gpu-box:8000/v1"}``). ``device`` applies to
@@ -174,17 +204,18 @@ def load_preset(
     (default :func:`default_cache_dir` ``/ "tiny-random-v1"``).
     """
     spec = _spec(name)
-    unknown = set(overrides) - set(ROLES)
+    unknown = sorted(k for k in overrides if Role.parse(k) is None)
     if unknown:
-        raise TypeError(f"unknown override(s) {sorted(unknown)}; roles are {', '.join(ROLES)}")
-    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir() / "tiny-random-v1"
+        raise TypeError(f"unknown override(s) {unknown}; roles are {', '.join(r.value for r in ROLES)}")
+    by_role = {Role.coerce(k): v for k, v in overrides.items()}
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else tiny_cache_dir()
     if name == "tiny-random":
         _build_tiny(cache)
     built: dict[str, Any] = {}
     for role in ROLES:
-        override = overrides.get(role)
+        override = by_role.get(role)
         if override is not None and not isinstance(override, Mapping):
-            built[role] = override
+            built[role.value] = override
             continue
         backend_name, settings = spec.roles[role]
         settings = {k: (v.format(cache=cache) if isinstance(v, str) else v) for k, v in settings.items()}
@@ -197,11 +228,11 @@ def load_preset(
         if device is not None and backend_name.split(".v")[0] in _HF_BACKENDS:
             settings.setdefault("device", device)
         try:
-            built[role] = create(role, backend_name, **settings)
+            built[role.value] = create(role, backend_name, **settings)
         except GiqaError:
             raise
         except Exception as exc:
-            raise GiqaError(f"preset {name!r}: could not build the {role} backend {backend_name!r}: {exc}") from exc
+            raise GiqaError(f"preset {name!r}: could not build the {role.value} backend {backend_name!r}: {exc}") from exc
     return Backends(preset=name, **built)
 
 
@@ -228,7 +259,7 @@ _NEEDS = {
 }
 
 
-def preset_available_locally(name: str, *, hf_cache_dir: Optional[os.PathLike | str] = None) -> bool:
+def preset_available_locally(name: str, *, hf_cache_dir: "Optional[os.PathLike[str] | str]" = None) -> bool:
     """Whether preset ``name`` can run offline now: its checkpoints are in the local Hugging Face
     cache (``hf_cache_dir``, default the hub cache; checked on disk, no network), or, for
     ``tiny-random``, torch, transformers and sentence-transformers are installed. Never

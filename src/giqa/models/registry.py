@@ -1,8 +1,10 @@
 """Backend registry: one table per kind, filled in this one module, extended by entry points.
 
-Names are versioned (``grounding-dino.v1``); the bare name (``grounding-dino``) resolves to the
-highest version. Third-party packages add backends through the ``giqa.backends`` entry-point
-group, with entry-point names ``"<kind>:<name>"`` and values ``"module:factory"``.
+Kinds are the backend roles (:class:`giqa.models.roles.Role`: ``llm``, ``detector``,
+``quality_filter`` (alias ``filter``), ``embedder``, ``vlm``). Names are versioned
+(``grounding-dino.v1``); the bare name (``grounding-dino``) resolves to the highest version.
+Third-party packages add backends through the ``giqa.backends`` entry-point group, with
+entry-point names ``"<role>:<name>"`` and values ``"module:factory"``.
 Nothing heavy is imported until :func:`create` builds a backend.
 """
 
@@ -10,40 +12,47 @@ from __future__ import annotations
 
 import importlib
 import re
-from typing import Any, Callable, Union
+from typing import Any, Callable, Optional, Union
+
+from pydantic import BaseModel
 
 from giqa.errors import RegistryError
+from giqa.models.roles import Role
 
-KINDS = ("detector", "llm", "filter", "embedder", "vlm")
+KINDS = tuple(r.value for r in Role)
 ENTRY_POINT_GROUP = "giqa.backends"
 
 Factory = Union[str, Callable[..., Any]]  # "module:attr" (lazy) or a callable
 
-_BUILTIN: dict[str, dict[str, Factory]] = {
-    "detector": {"grounding-dino.v1": "giqa.models.grounding_dino:GroundingDinoDetector"},
-    "llm": {
+_BUILTIN: dict[Role, dict[str, Factory]] = {
+    Role.detector: {
+        "grounding-dino.v1": "giqa.models.grounding_dino:GroundingDinoDetector",
+        "groundingdino-py.v1": "giqa.models.groundingdino_py:GroundingDinoPyDetector",
+    },
+    Role.llm: {
         "transformers.v1": "giqa.models.hf_llm:TransformersLLM",
         "openai.v1": "giqa.models.openai_llm:OpenAICompatibleLLM",
     },
-    "filter": {"llava.v1": "giqa.models.llava_filter:LlavaQualityFilter"},
-    "embedder": {"sentence-transformers.v1": "giqa.models.sentence_embedder:SentenceTransformerEmbedder"},
-    "vlm": {"llava.v1": "giqa.models.llava_vlm:LlavaVLM"},
+    Role.quality_filter: {"llava.v1": "giqa.models.llava_filter:LlavaQualityFilter"},
+    Role.embedder: {"sentence-transformers.v1": "giqa.models.sentence_embedder:SentenceTransformerEmbedder"},
+    Role.vlm: {"llava.v1": "giqa.models.llava_vlm:LlavaVLM"},
 }
 
-_registry: dict[str, dict[str, Factory]] = {k: dict(v) for k, v in _BUILTIN.items()}
+_registry: dict[Role, dict[str, Factory]] = {k: dict(v) for k, v in _BUILTIN.items()}
 _entry_points_loaded = False
 _VERSIONED = re.compile(r"^(?P<base>.+)\.v(?P<ver>\d+)$")
 
 
-def _check_kind(kind: str) -> None:
-    if kind not in KINDS:
+def _check_kind(kind: "Role | str") -> Role:
+    role = Role.parse(kind)
+    if role is None:
         raise RegistryError(f"unknown backend kind {kind!r}; kinds are {', '.join(KINDS)}")
+    return role
 
 
-def register(kind: str, name: str, factory: Factory, *, replace: bool = False) -> None:
+def register(kind: "Role | str", name: str, factory: Factory, *, replace: bool = False) -> None:
     """Register ``factory`` as ``kind``/``name``. A taken name raises unless ``replace``."""
-    _check_kind(kind)
-    table = _registry[kind]
+    table = _registry[_check_kind(kind)]
     if name in table and table[name] != factory and not replace:
         raise RegistryError(f"{kind} backend {name!r} is already registered; pass replace=True")
     table[name] = factory
@@ -58,18 +67,19 @@ def _load_entry_points() -> None:
 
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         kind, _, name = ep.name.partition(":")
-        if kind in KINDS and name:
-            _registry[kind].setdefault(name, ep.value)
+        role = Role.parse(kind)
+        if role is not None and name:
+            _registry[role].setdefault(name, ep.value)
 
 
-def available(kind: str) -> list[str]:
+def available(kind: "Role | str") -> list[str]:
     """Registered names of ``kind`` (versioned), sorted."""
-    _check_kind(kind)
+    role = _check_kind(kind)
     _load_entry_points()
-    return sorted(_registry[kind])
+    return sorted(_registry[role])
 
 
-def resolve(kind: str, name: str) -> str:
+def resolve(kind: "Role | str", name: str) -> str:
     """The versioned name ``name`` refers to (bare names pick the highest version)."""
     names = available(kind)
     if name in names:
@@ -79,17 +89,26 @@ def resolve(kind: str, name: str) -> str:
     ]
     if versions:
         return max(versions)[1]
-    raise RegistryError(f"no {kind} backend named {name!r}; available: {', '.join(names) or 'none'}")
+    raise RegistryError(f"no {_check_kind(kind).value} backend named {name!r}; available: {', '.join(names) or 'none'}")
 
 
-def get_factory(kind: str, name: str) -> Callable[..., Any]:
-    factory = _registry[kind][resolve(kind, name)]
+def get_factory(kind: "Role | str", name: str) -> Callable[..., Any]:
+    factory = _registry[_check_kind(kind)][resolve(kind, name)]
     if isinstance(factory, str):
         module, _, attr = factory.partition(":")
-        factory = getattr(importlib.import_module(module), attr)
+        loaded: Callable[..., Any] = getattr(importlib.import_module(module), attr)
+        return loaded
     return factory
 
 
-def create(kind: str, name: str, **settings: Any) -> Any:
+def settings_class(kind: "Role | str", name: str) -> Optional[type[BaseModel]]:
+    """The Pydantic settings model of backend ``kind``/``name`` (its ``settings_cls``), if any.
+
+    Imports the backend's module (light: backends import torch only when they load)."""
+    cls = getattr(get_factory(kind, name), "settings_cls", None)
+    return cls if isinstance(cls, type) and issubclass(cls, BaseModel) else None
+
+
+def create(kind: "Role | str", name: str, **settings: Any) -> Any:
     """Build the ``kind`` backend ``name`` with keyword settings (validated by the backend)."""
     return get_factory(kind, name)(**settings)

@@ -11,7 +11,7 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["BackendSettings", "HFSettings", "DType", "Device"]
+__all__ = ["BackendSettings", "HFSettings", "ImageTextSettings", "DType", "Device"]
 
 Device = str  # "auto" | "cpu" | "cuda" | "cuda:N" | "mps"
 DType = Literal["auto", "float32", "float16", "bfloat16"]
@@ -52,3 +52,19 @@ class HFSettings(BackendSettings):
         if self.local_files_only is not None:
             return self.local_files_only
         return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+class ImageTextSettings(HFSettings):
+    """Settings of the LLaVA-style image+text backends (quality filter, VLM).
+
+    - ``image_aspect``: how an image reaches the vision tower (:mod:`giqa.models.image_geometry`):
+      ``"pad"`` (default; pad to a square with the processor's mean colour, as LLaVA-1.5 was
+      trained), ``"crop"`` (the processor's own resize + centre crop) or ``"native"`` (the
+      processor's own handling, for tiling processors such as LLaVA-NeXT). Train and ask with
+      the same value (``TrainConfig.image_aspect``).
+    - ``attn_implementation``: passed to ``from_pretrained`` when set (``"sdpa"``,
+      ``"flash_attention_2"``, ``"eager"``); ``None`` keeps transformers' choice.
+    """
+
+    image_aspect: Literal["pad", "crop", "native"] = "pad"
+    attn_implementation: Optional[str] = None

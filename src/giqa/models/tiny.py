@@ -25,14 +25,16 @@ from giqa.errors import require
 __all__ = [
     "MARKER_FILE",
     "build_tiny_llava",
+    "build_tiny_llava_interleave",
     "build_tiny_llama",
+    "build_tiny_qwen2",
     "build_tiny_grounding_dino",
     "build_tiny_sentence_embedder",
     "is_tiny_random",
 ]
 
 MARKER_FILE = "giqa_tiny.json"
-_VERSION = 1
+_VERSION = 2  # 2: real checkpoints' templates, special tokens and processor settings
 _SEED = 0
 
 PathLike = Union[str, Path]
@@ -52,42 +54,6 @@ Answer with a single word. Please describe the quality of this image in detail.
 a an the of in on at with and or but is are was were has have this that these those
 dog cat person woman man child tree sky building road car flower grass water cloud wall
 """
-
-_LLAMA3_TEMPLATE = (
-    "{{ bos_token }}"
-    "{% for message in messages %}"
-    "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' }}"
-    "{% if message['content'] is string %}{{ message['content'] | trim }}"
-    "{% else %}{% for part in message['content'] %}{% if part['type'] == 'text' %}"
-    "{{ part['text'] | trim }}{% endif %}{% endfor %}{% endif %}"
-    "{{ '<|eot_id|>' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}"
-)
-
-# The llava-hf LLaVA-1.5 template ("USER: <image>\n... ASSISTANT:"), also accepting plain
-# string contents.
-_LLAVA_TEMPLATE = (
-    "{% for message in messages %}"
-    "{% if message['role'] == 'system' %}"
-    "{% if message['content'] is string %}{{ message['content'] + ' ' }}"
-    "{% else %}{% for part in message['content'] %}{% if part['type'] == 'text' %}"
-    "{{ part['text'] + ' ' }}{% endif %}{% endfor %}{% endif %}"
-    "{% else %}{{ message['role'].upper() + ': ' }}"
-    "{% if message['content'] is string %}"
-    "{% if message['role'] == 'assistant' %}{% generation %}{{ message['content'] + '</s>' }}{% endgeneration %}"
-    "{% else %}{{ message['content'] + ' ' }}{% endif %}"
-    "{% else %}"
-    "{% for part in message['content'] %}{% if part['type'] == 'image' %}{{ '<image>\\n' }}{% endif %}{% endfor %}"
-    "{% for part in message['content'] %}{% if part['type'] == 'text' %}"
-    "{% if message['role'] == 'assistant' %}{% generation %}{{ part['text'] + '</s>' }}{% endgeneration %}"
-    "{% else %}{{ part['text'] + ' ' }}{% endif %}"
-    "{% endif %}{% endfor %}"
-    "{% endif %}{% endif %}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
-)
-
 
 # -- helpers -----------------------------------------------------------------------------
 def _marker(out: Path) -> Path:
@@ -185,16 +151,68 @@ def _byte_bpe(special_tokens: list[str], *, vocab_size: int = 512, bos: str | No
     return tok
 
 
-# -- Llama (chat LLM) --------------------------------------------------------------------
+# -- tokenizers with a real checkpoint's special tokens ------------------------------------
+def _special_tokens(tok_cfg: dict[str, Any], extra: tuple[str, ...] = ()) -> list[str]:
+    """Every special token a reference ``tokenizer_config.json`` names, in id order, plus ``extra``."""
+    decoder = tok_cfg.get("added_tokens_decoder", {})
+    ordered = [decoder[k]["content"] for k in sorted(decoder, key=int)]
+    named = [tok_cfg.get(k) for k in ("bos_token", "eos_token", "pad_token", "unk_token")]
+    out: list[str] = []
+    for token in [*ordered, *named, *tok_cfg.get("additional_special_tokens", []), *extra]:
+        if isinstance(token, str) and token not in out:
+            out.append(token)
+    return out
+
+
+def _reference_tokenizer(name: str, *, extra: tuple[str, ...] = (), image_token: str | None = None):
+    """A ``PreTrainedTokenizerFast`` (byte-level BPE trained on the built-in corpus) carrying the
+    special tokens, BOS behaviour and chat template of reference checkpoint ``name``."""
+    from giqa.models import reference
+
+    transformers = require("transformers", "models")
+    cfg = reference.load(name, "tokenizer_config.json")
+    bos = cfg.get("bos_token")
+    # Llama's tokenizers prepend BOS themselves (add_bos_token); Qwen's have none.
+    adds_bos = bool(cfg.get("add_bos_token", bos is not None and name == reference.LLAMA_3_INSTRUCT)) and bos is not None
+    raw = _byte_bpe(_special_tokens(cfg, extra), bos=bos if adds_bos else None)
+    named = {k: cfg[k] for k in ("bos_token", "eos_token", "pad_token", "unk_token") if isinstance(cfg.get(k), str)}
+    kwargs: dict[str, Any] = {
+        "tokenizer_object": raw,
+        "model_max_length": 512,
+        "model_input_names": ["input_ids", "attention_mask"],  # as Llama/Qwen tokenizers: no token_type_ids
+        **named,
+    }
+    if image_token is not None:
+        kwargs["extra_special_tokens"] = {"image_token": image_token}
+    tokenizer = transformers.PreTrainedTokenizerFast(**kwargs)
+    tokenizer.padding_side = cfg.get("padding_side", "right")
+    tokenizer.chat_template = cfg.get("chat_template")
+    return tokenizer
+
+
+def _image_processor(transformers: Any, name: str, **scaled: Any) -> Any:
+    """The reference checkpoint's image processor with its own settings, sizes replaced by ``scaled``."""
+    from giqa.models import reference
+
+    cfg = {k: v for k, v in reference.load(name, "preprocessor_config.json").items() if k not in ("image_processor_type", "processor_class")}
+    kind = reference.load(name, "preprocessor_config.json")["image_processor_type"]
+    cls = getattr(transformers, kind + "Pil", None) or getattr(transformers, kind)  # v5 PIL backend / v4
+    cfg.update(scaled)
+    return cls(**cfg)
+
+
+# -- chat LLMs (Llama-3-Instruct, Qwen2.5-Instruct) -------------------------------------------
 def _copy_special_ids(generation_config: Any, tokenizer: Any) -> None:
     """generate() stops and pads with the tokenizer's own ids."""
     for name in ("pad_token_id", "eos_token_id", "bos_token_id"):
         setattr(generation_config, name, getattr(tokenizer, name))
 
 
-def _tiny_llama_config(transformers: Any, tokenizer: Any) -> Any:
-    """The tiny Llama text model shared by the tiny LLM and the tiny LLaVA's language side."""
-    return transformers.LlamaConfig(
+def _tiny_text_config(transformers: Any, tokenizer: Any, kind: str = "llama") -> Any:
+    """A 2-layer, hidden-32 Llama (or Qwen2) text model sized to ``tokenizer``."""
+    config_cls = transformers.LlamaConfig if kind == "llama" else transformers.Qwen2Config
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return config_cls(
         vocab_size=len(tokenizer),
         hidden_size=32,
         intermediate_size=64,
@@ -204,112 +222,126 @@ def _tiny_llama_config(transformers: Any, tokenizer: Any) -> Any:
         max_position_embeddings=512,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
+        pad_token_id=pad,
         tie_word_embeddings=False,
     )
 
 
 def build_tiny_llama(out_dir: PathLike, *, force: bool = False) -> Path:
-    """``LlamaForCausalLM`` (2 layers, hidden 32) + a Llama-3-style chat tokenizer -> ``out_dir``.
+    """``LlamaForCausalLM`` (2 layers, hidden 32) with Meta-Llama-3-8B-Instruct's tokenizer settings.
 
-    The tokenizer is a byte-level BPE (any text tokenizes) with the Llama-3 special tokens
-    ``<|begin_of_text|>`` (bos), ``<|eot_id|>`` (eos), ``<|start_header_id|>``,
-    ``<|end_header_id|>`` and ``<|pad|>``, and a Llama-3 chat template.
+    The tokenizer is a byte-level BPE (any text tokenizes) with that checkpoint's special tokens
+    (``<|begin_of_text|>`` prepended as BOS, ``<|eot_id|>`` as EOS, the header tokens) and its
+    real chat template (:mod:`giqa.models.reference`).
     """
-    return _materialise(out_dir, "llama", force, _write_llama)
+    return _materialise(out_dir, "llama", force, lambda out: _write_chat_llm(out, "llama"))
 
 
-def _write_llama(out: Path) -> dict[str, Any]:
+def build_tiny_qwen2(out_dir: PathLike, *, force: bool = False) -> Path:
+    """``Qwen2ForCausalLM`` (2 layers, hidden 32) with Qwen2.5-0.5B-Instruct's tokenizer settings
+    (``<|im_end|>`` EOS, ``<|endoftext|>`` padding, no BOS) and its real chat template."""
+    return _materialise(out_dir, "qwen2", force, lambda out: _write_chat_llm(out, "qwen2"))
+
+
+def _write_chat_llm(out: Path, kind: str) -> dict[str, Any]:
+    from giqa.models import reference
+
     transformers = require("transformers", "models")
-    specials = ["<|begin_of_text|>", "<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>", "<|pad|>"]
-    raw = _byte_bpe(specials, bos=None)
-    tokenizer = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=raw,
-        bos_token="<|begin_of_text|>",
-        eos_token="<|eot_id|>",
-        pad_token="<|pad|>",
-        extra_special_tokens=["<|start_header_id|>", "<|end_header_id|>"],
-        padding_side="left",
-        model_max_length=512,
-    )
-    tokenizer.chat_template = _LLAMA3_TEMPLATE
-    config = _tiny_llama_config(transformers, tokenizer)
+    name = reference.LLAMA_3_INSTRUCT if kind == "llama" else reference.QWEN_25_INSTRUCT
+    tokenizer = _reference_tokenizer(name)
+    config = _tiny_text_config(transformers, tokenizer, kind)
     _seed()
-    model = transformers.LlamaForCausalLM(config)
+    model_cls = transformers.LlamaForCausalLM if kind == "llama" else transformers.Qwen2ForCausalLM
+    model = model_cls(config)
     _copy_special_ids(model.generation_config, tokenizer)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    return {"architecture": "LlamaForCausalLM"}
+    return {"architecture": model_cls.__name__, "reference": name}
 
 
 # -- LLaVA (quality filter, VLM, trainer) ------------------------------------------------
+# Image sizes are scaled down from the real 336 / 384 so that an image is 16 tokens (patch 14
+# kept); every other image-processor setting is the reference checkpoint's.
+_TINY_IMAGE = 56
+_PATCH = 14
+
+
 def build_tiny_llava(out_dir: PathLike, *, force: bool = False) -> Path:
-    """``LlavaForConditionalGeneration`` (tiny CLIP vision tower + tiny Llama) + ``LlavaProcessor``.
+    """``LlavaForConditionalGeneration`` (tiny CLIP vision tower + tiny Llama) + ``LlavaProcessor``
+    with llava-hf/llava-1.5-7b-hf's chat template, special tokens and processor settings.
 
-    Vision: CLIP, 32 x 32 input, patch 8 (16 patches + CLS), 2 layers, hidden 32; feature layer
-    -2, ``vision_feature_select_strategy="default"`` (CLS dropped), so each image becomes 16
-    ``<image>`` tokens. Text: Llama, 2 layers, hidden 32. The processor holds a CLIP image
-    processor (PIL backend, resize shortest edge 32 + centre crop 32) and a byte-level BPE
-    tokenizer with ``<s>``, ``</s>``, ``<pad>``, ``<image>`` and single-token "Yes"/"No", and
-    the LLaVA-1.5 chat template (``USER: <image>\\n... ASSISTANT:``). Supports ``generate()``
-    and a forward pass with ``labels``.
+    Vision: CLIP, 56 x 56 input, patch 14 (16 patches + CLS), 2 layers, hidden 32; feature layer
+    -2, ``vision_feature_select_strategy="default"`` (CLS dropped): 16 ``<image>`` tokens per
+    image. Image processor: the checkpoint's CLIP settings (bicubic resize of the shortest edge,
+    centre crop, CLIP mean/std) at 56 px instead of 336. Tokenizer: byte-level BPE with ``<s>``
+    (prepended), ``</s>``, ``<unk>``, ``<pad>``, ``<image>`` and single-token "Yes"/"No". Chat
+    template: the real one (``USER: <image>\\n... ASSISTANT:``).
     """
-    return _materialise(out_dir, "llava", force, _write_llava)
+    return _materialise(out_dir, "llava", force, lambda out: _write_llava(out, "llava-1.5"))
 
 
-def _write_llava(out: Path) -> dict[str, Any]:
+def build_tiny_llava_interleave(out_dir: PathLike, *, force: bool = False) -> Path:
+    """``LlavaForConditionalGeneration`` (tiny SigLIP + tiny Qwen2) with
+    llava-hf/llava-interleave-qwen-0.5b-hf's template, special tokens and SigLIP processor
+    settings (plain resize to a square, mean = std = 0.5) at 56 px; ``full`` feature selection
+    (no CLS): 16 ``<image>`` tokens per image."""
+    return _materialise(out_dir, "llava_interleave", force, lambda out: _write_llava(out, "interleave"))
+
+
+def _llava_parts(transformers: Any, variant: str) -> tuple[Any, Any, Any, Any]:
+    """``(name, tokenizer, image_processor, vision_config)`` of a tiny LLaVA variant."""
+    from giqa.models import reference
+
+    if variant == "llava-1.5":
+        name = reference.LLAVA_15
+        size = {"size": {"shortest_edge": _TINY_IMAGE}, "crop_size": {"height": _TINY_IMAGE, "width": _TINY_IMAGE}}
+        vision = transformers.CLIPVisionConfig(
+            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+            image_size=_TINY_IMAGE, patch_size=_PATCH, projection_dim=32,
+        )
+    else:
+        name = reference.LLAVA_INTERLEAVE
+        size = {"size": {"height": _TINY_IMAGE, "width": _TINY_IMAGE}}
+        vision = transformers.SiglipVisionConfig(
+            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+            image_size=_TINY_IMAGE, patch_size=_PATCH, vision_use_head=False,
+        )
+    image_token = reference.load(name, "processor_config.json")["image_token"]
+    tokenizer = _reference_tokenizer(name, extra=(image_token,), image_token=image_token)
+    return name, tokenizer, _image_processor(transformers, name, **size), vision
+
+
+def _write_llava(out: Path, variant: str) -> dict[str, Any]:
+    from giqa.models import reference
+
     transformers = require("transformers", "models")
-    raw = _byte_bpe(["<s>", "</s>", "<pad>", "<unk>", "<image>"], bos="<s>")
-    tokenizer = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=raw,
-        bos_token="<s>",
-        eos_token="</s>",
-        pad_token="<pad>",
-        unk_token="<unk>",
-        extra_special_tokens=["<image>"],
-        padding_side="left",
-        model_max_length=512,
-    )
-    image_size, patch = 32, 8
-    clip_ip = getattr(transformers, "CLIPImageProcessorPil", None) or transformers.CLIPImageProcessor  # v5 / v4
-    image_processor = clip_ip(
-        size={"shortest_edge": image_size},
-        crop_size={"height": image_size, "width": image_size},
-    )
+    name, tokenizer, image_processor, vision = _llava_parts(transformers, variant)
+    proc_cfg = reference.load(name, "processor_config.json")
     processor = transformers.LlavaProcessor(
         image_processor=image_processor,
         tokenizer=tokenizer,
-        patch_size=patch,
-        vision_feature_select_strategy="default",
-        chat_template=_LLAVA_TEMPLATE,
-        image_token="<image>",
-        num_additional_image_tokens=1,
+        patch_size=proc_cfg["patch_size"],
+        vision_feature_select_strategy=proc_cfg["vision_feature_select_strategy"],
+        chat_template=reference.chat_template(name),
+        image_token=proc_cfg["image_token"],
+        num_additional_image_tokens=proc_cfg["num_additional_image_tokens"],
     )
-    n_image_tokens = (image_size // patch) ** 2
-    vision = transformers.CLIPVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        image_size=image_size,
-        patch_size=patch,
-        projection_dim=32,
-    )
-    text = _tiny_llama_config(transformers, tokenizer)
+    text = _tiny_text_config(transformers, tokenizer, "llama" if variant == "llava-1.5" else "qwen2")
+    strategy = proc_cfg["vision_feature_select_strategy"]
     config = transformers.LlavaConfig(
         vision_config=vision,
         text_config=text,
-        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
-        image_seq_length=n_image_tokens,
-        vision_feature_select_strategy="default",
-        vision_feature_layer=-2,
+        image_token_index=tokenizer.convert_tokens_to_ids(proc_cfg["image_token"]),
+        image_seq_length=(_TINY_IMAGE // _PATCH) ** 2,
+        vision_feature_select_strategy=strategy,
+        vision_feature_layer=-2 if strategy == "default" else -1,
     )
     _seed()
     model = transformers.LlavaForConditionalGeneration(config)
     _copy_special_ids(model.generation_config, tokenizer)
     model.save_pretrained(out)
     processor.save_pretrained(out)
-    return {"architecture": "LlavaForConditionalGeneration"}
+    return {"architecture": "LlavaForConditionalGeneration", "reference": name}
 
 
 # -- Grounding DINO (detector) ------------------------------------------------------------
@@ -340,23 +372,41 @@ def _bert_vocab() -> dict[str, int]:
     return vocab
 
 
+def _bert_tokenizer(transformers: Any, scratch: Path, **kwargs: Any) -> Any:
+    """``BertTokenizer`` over :func:`_bert_vocab`: v5 takes the vocabulary itself, v4 a vocab file."""
+    import inspect
+
+    if "vocab" in inspect.signature(transformers.BertTokenizer.__init__).parameters:
+        return transformers.BertTokenizer(vocab=_bert_vocab(), **kwargs)
+    vocab = _bert_vocab()
+    path = scratch / "vocab.txt"
+    path.write_text("".join(tok + "\n" for tok, _ in sorted(vocab.items(), key=lambda kv: kv[1])), encoding="utf-8")
+    return transformers.BertTokenizer(vocab_file=str(path), **kwargs)
+
+
 def build_tiny_grounding_dino(out_dir: PathLike, *, force: bool = False) -> Path:
     """``GroundingDinoForObjectDetection`` (tiny Swin + tiny BERT) + ``GroundingDinoProcessor``.
 
     Backbone: Swin (no timm), embed dim 16, depths (1, 1, 1, 1), window 4, feature maps of
     stages 2-4; text: BERT, 1 layer, hidden 32, with a WordPiece tokenizer whose special ids
     match ``bert-base-uncased`` ([CLS]=101, [SEP]=102, "."=1012). Detector: d_model 32,
-    1 encoder / 2 decoder layers, 20 queries, 3 feature levels. The image processor resizes
-    the shortest edge to 64 (longest at most 96).
+    1 encoder / 2 decoder layers, 20 queries, 3 feature levels. The image processor has
+    the checkpoint's settings (:mod:`giqa.models.reference`) with the shortest edge at 64 (longest at
+    most 96) instead of 800/1333.
     """
     return _materialise(out_dir, "grounding_dino", force, _write_grounding_dino)
 
 
 def _write_grounding_dino(out: Path) -> dict[str, Any]:
     transformers = require("transformers", "models")
-    tokenizer = transformers.BertTokenizer(vocab=_bert_vocab(), do_lower_case=True, model_max_length=256)
-    gd_ip = getattr(transformers, "GroundingDinoImageProcessorPil", None) or transformers.GroundingDinoImageProcessor
-    image_processor = gd_ip(size={"shortest_edge": 64, "longest_edge": 96})
+    from giqa.models import reference
+
+    tok_cfg = reference.load(reference.GROUNDING_DINO, "tokenizer_config.json")
+    tokenizer = _bert_tokenizer(transformers, out, do_lower_case=tok_cfg["do_lower_case"], model_max_length=256)
+    # The checkpoint's DETR-style settings (ImageNet mean/std, padding), sizes scaled from 800/1333.
+    image_processor = _image_processor(
+        transformers, reference.GROUNDING_DINO, size={"shortest_edge": 64, "longest_edge": 96}
+    )
     processor = transformers.GroundingDinoProcessor(image_processor=image_processor, tokenizer=tokenizer)
     backbone = transformers.SwinConfig(
         image_size=64,
@@ -416,7 +466,11 @@ def _write_sentence_embedder(out: Path) -> dict[str, Any]:
         from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
     except ImportError:  # 3.x - 5.x
         from sentence_transformers.models import Normalize, Pooling, Transformer
-    tokenizer = transformers.BertTokenizer(vocab=_bert_vocab(), do_lower_case=True, model_max_length=128)
+    scratch = Path(tempfile.mkdtemp(prefix="giqa-tiny-vocab-"))
+    try:
+        tokenizer = _bert_tokenizer(transformers, scratch, do_lower_case=True, model_max_length=128)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     config = transformers.BertConfig(
         vocab_size=len(tokenizer),
         hidden_size=32,

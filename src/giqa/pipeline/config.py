@@ -1,66 +1,31 @@
-"""Pipeline configuration (frozen, picklable) and lazy backend specifications."""
+"""Pipeline configuration: :class:`DesConfig` and :class:`VqaConfig` (frozen, picklable).
+
+``BackendSpec`` lives in :mod:`giqa.models.spec` (it names models, not pipelines); it is
+re-exported here and from :mod:`giqa.pipeline` for older code.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from giqa.errors import BackendError
+from giqa.models.spec import BackendSpec
+from giqa.pipeline.base import fingerprint
 
-__all__ = ["BackendSpec", "DesConfig", "VqaConfig", "ROLE_KINDS", "fingerprint"]
+__all__ = ["BackendSpec", "DesConfig", "VqaConfig", "fingerprint"]
 
-# pipeline role -> registry kind
-ROLE_KINDS = {"llm": "llm", "detector": "detector", "quality_filter": "filter"}
-
-
-class BackendSpec(BaseModel):
-    """How to build a backend in any process: a registry entry or a role of a preset.
-
-    Either ``kind`` + ``name`` (+ ``settings``), built with :func:`giqa.models.registry.create`,
-    or ``preset`` + ``role``, built from :func:`giqa.models.presets.load_preset`.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    kind: Optional[str] = None
-    name: Optional[str] = None
-    settings: dict[str, Any] = Field(default_factory=dict)
-    preset: Optional[str] = None
-    role: Optional[str] = None
-
-    @classmethod
-    def from_preset(cls, preset: str, role: str) -> "BackendSpec":
-        return cls(preset=preset, role=role)
-
-    def describe(self) -> str:
-        if self.preset is not None:
-            return f"preset:{self.preset}/{self.role}"
-        return f"{self.kind}/{self.name}"
-
-    def create(self) -> Any:
-        """Build the backend (imports heavy libraries now, not before)."""
-        if self.preset is not None:
-            if self.role is None:
-                raise BackendError(f"backend spec for preset {self.preset!r} needs a role")
-            from giqa.pipeline._presets import backend_from_preset
-
-            return backend_from_preset(self.preset, self.role)
-        if self.kind is None or self.name is None:
-            raise BackendError("a BackendSpec needs kind and name, or preset and role")
-        from giqa.models.registry import create
-
-        return create(self.kind, self.name, **self.settings)
+# Fields that never change a result (left out of record keys).
+_RUN_ONLY = frozenset({"root", "max_retries"})
 
 
 class _Config(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     def fingerprint_fields(self) -> dict[str, Any]:
-        """The fields that change the output (the record key hashes these)."""
-        skip = {"root", "max_retries"} | {k for k in type(self).model_fields if k.endswith("batch_size")}
+        """The fields that change the output (the record key hashes these): all but the root,
+        retry counts and batch sizes."""
+        skip = set(_RUN_ONLY) | {k for k in type(self).model_fields if k.endswith("batch_size")}
         return {k: v for k, v in self.model_dump(mode="json").items() if k not in skip}
 
 
@@ -81,9 +46,12 @@ class DesConfig(_Config):
     keep_ungrounded: bool = False  # keep a DES sample whose description got no box at all
     max_pixels: int = Field(64_000_000, ge=1)  # larger images are rejected (decompression bombs)
     max_side: int = Field(2048, ge=16)  # decoded images are downscaled to this longer side
+    max_aspect_ratio: float = Field(20.0, ge=1.0)  # longer / shorter side; thinner strips are refused
+    max_description_chars: int = Field(20_000, ge=1)  # longer descriptions are refused at input
     tag_prompt: str = "tag_extraction"
     filter_prompt: str = "iqa_filter"
     question_pool: str = "des_questions"
+    input_batch_size: int = Field(64, ge=1)
     tags_batch_size: int = Field(8, ge=1)
     detect_batch_size: int = Field(4, ge=1)
     refine_batch_size: int = Field(8, ge=1)
@@ -118,9 +86,3 @@ class VqaConfig(_Config):
     generate_batch_size: int = Field(8, ge=1)
     filter_batch_size: int = Field(256, ge=1)
     ground_batch_size: int = Field(256, ge=1)
-
-
-def fingerprint(*parts: Any) -> str:
-    """SHA-256 hex of the canonical JSON of ``parts``."""
-    blob = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str).encode()
-    return hashlib.sha256(blob).hexdigest()

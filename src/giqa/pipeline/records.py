@@ -1,31 +1,58 @@
-"""Records, content-hash keys and crash-safe JSONL files.
+"""Typed records: what flows between pipeline stages.
 
-A JSONL file written here holds one JSON object per line. Each append is a single ``write``
-followed by ``flush`` (the OS has the bytes once it returns, so a killed process loses at most
-the line it was writing). Readers skip a torn last line (no newline or invalid JSON) and
-:func:`repair_jsonl` cuts it off before a file is appended to again.
+A record is a frozen dataclass; a stage returns new records (``dataclasses.replace``), never
+edits one. Tags are :class:`giqa.types.Tag`, boxes :class:`giqa.types.Box` (validated),
+detections :class:`giqa.models.Detection`, regions :class:`Region`. Records become plain JSON
+only where they leave the process: :func:`to_json` / :func:`from_json` (Ray blocks), and
+:meth:`Record.error_entry` (a line of ``errors.jsonl``).
+
+==============  ===================================================================================
+record          fields added by the stages (all records: ``key``, ``id``, ``image``, ``error``,
+                ``models``, ``prompts``, ``random_weights``, ``input``)
+==============  ===================================================================================
+DesRecord       input: ``description``, ``meta``, ``given_tags``; ``tags`` stage: ``tags``,
+                ``tags_dropped``, ``tags_source``; ``detect``: ``detections`` (per tag);
+                ``refine``: ``regions``; ``fuse``: ``question``, ``answer``, region ``span``
+VqaRecord       input: ``description``, ``objects`` (key objects: regions with tag and boxes),
+                ``tags``, ``des_provenance``, ``des_key``; ``generate``: ``qa``; ``filter``:
+                normalised ``qa``, ``qa_dropped``; ``ground``: grounded ``qa``,
+                ``qa_ungrounded_dropped``
+==============  ===================================================================================
 """
 
 from __future__ import annotations
 
+import enum
 import hashlib
-import json
-import os
-from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Optional
+import re
+import types
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass
+from functools import lru_cache
+from typing import Any, Mapping, Optional, TypeVar, Union
+
+from pydantic import BaseModel
+
+from giqa.models.protocols import Detection
+from giqa.models.roles import backend_model_id
+from giqa.types import Box, Provenance, Tag
 
 __all__ = [
+    "Detection",
+    "DesRecord",
+    "QAItem",
+    "Record",
+    "Region",
+    "StageError",
+    "VqaRecord",
     "content_key",
-    "error_info",
-    "error_record",
-    "set_error",
-    "is_error",
-    "JsonlWriter",
-    "read_jsonl",
-    "read_input_items",
-    "repair_jsonl",
-    "write_jsonl_atomic",
+    "from_json",
+    "to_json",
 ]
+
+R = TypeVar("R", bound="Record")
+
+_OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>")
 
 
 def content_key(*parts: bytes | str) -> str:
@@ -38,174 +65,206 @@ def content_key(*parts: bytes | str) -> str:
     return h.hexdigest()
 
 
-def error_info(stage: str, exc: BaseException | str, type_: Optional[str] = None) -> dict[str, str]:
-    """``{"stage", "type", "message"}`` for a record's ``error`` field."""
-    if isinstance(exc, BaseException):
-        return {"stage": stage, "type": type_ or type(exc).__name__, "message": str(exc) or repr(exc)}
-    return {"stage": stage, "type": type_ or "Error", "message": exc}
+@dataclass(frozen=True)
+class StageError:
+    """Why a record failed: the stage, the error type's name and a message naming paths, not
+    objects (an ``<... object at 0x...>`` in a library's message becomes ``<object>``)."""
+
+    stage: str
+    type: str
+    message: str
+
+    @classmethod
+    def of(cls, stage: str, exc: BaseException | str, type_: Optional[str] = None) -> "StageError":
+        if isinstance(exc, BaseException):
+            message = str(exc) or repr(exc)
+            return cls(stage, type_ or type(exc).__name__, _OBJECT_REPR.sub("<object>", message))
+        return cls(stage, type_ or "Error", exc)
 
 
-def set_error(record: dict[str, Any], stage: str, exc: BaseException | str, type_: Optional[str] = None) -> dict[str, Any]:
-    """A copy of ``record`` marked failed at ``stage``."""
-    out = dict(record)
-    out["error"] = error_info(stage, exc, type_)
-    return out
+@dataclass(frozen=True)
+class Region:
+    """A phrase and its boxes (normalised xyxy). ``p_yes``: the quality filter's P(yes) per
+    detected box before filtering (None when the filter did not run on it); ``span``: the
+    ``[start, end)`` of the mention in the clean text once fused."""
+
+    phrase: str
+    boxes: tuple[Box, ...]
+    tag: Optional[Tag] = None
+    p_yes: Optional[tuple[float, ...]] = None
+    span: Optional[tuple[int, int]] = None
 
 
-def error_record(r: dict[str, Any]) -> dict[str, Any]:
-    """The ``errors.jsonl`` line of a failed record."""
-    err = r.get("error") or {}
-    inp = {k: r.get(k) for k in ("image", "description") if k in r}
-    if r.get("input") is not None:
-        inp.update(r["input"])
-    return {
-        "key": r.get("key"),
-        "id": r.get("id"),
-        "image": r.get("image"),
-        "stage": err.get("stage"),
-        "type": err.get("type"),
-        "message": err.get("message"),
-        "input": inp,
-    }
+@dataclass(frozen=True)
+class QAItem:
+    """One question-answer pair. ``family`` is the prompt it came from (``yes_no``/``open``);
+    ``kind`` (a :class:`giqa.types.VqaKind` value) is set by the filter; ``mode`` and ``region``
+    by the ground stage."""
+
+    family: str
+    question: str
+    answer: str
+    object: Optional[str] = None
+    kind: Optional[str] = None
+    mode: Optional[str] = None
+    region: Optional[Region] = None
 
 
-def finalize_records(
-    records: Iterable[dict[str, Any]], build: Callable[[dict[str, Any]], list[Any]]
-) -> tuple[list[Any], list[dict[str, Any]]]:
-    """``(samples, errors)``: ``build(record)`` gives the samples of each good record; a record
-    that already failed, or whose ``build`` raises ValueError/KeyError/TypeError (a pydantic
-    ValidationError included), becomes one error dict (stage ``finalize`` for the latter)."""
-    samples: list[Any] = []
-    errors: list[dict[str, Any]] = []
-    for r in records:
-        if r.get("error") is not None:
-            errors.append(error_record(r))
-            continue
-        try:
-            samples.extend(build(r))
-        except (ValueError, KeyError, TypeError) as exc:
-            errors.append(error_record(set_error(r, "finalize", exc)))
-    return samples, errors
+@dataclass(frozen=True, kw_only=True)
+class Record:
+    """What every record has. ``key``: SHA-256 of the input's content and the pipeline's
+    fingerprint; ``id``: the sample id; ``error``: None, or why the record failed (a stage
+    passes a failed record through untouched); ``input``: what ``errors.jsonl`` shows of the
+    input; ``models`` (role -> model id), ``backend_info`` (role -> what else a backend reports
+    about how it ran, e.g. a LLaVA backend's ``image_aspect``) and ``prompts`` (name -> version)
+    for provenance."""
+
+    key: str
+    id: str
+    image: Optional[str] = None
+    error: Optional[StageError] = None
+    models: dict[str, str] = field(default_factory=dict)
+    backend_info: dict[str, dict[str, Any]] = field(default_factory=dict)
+    prompts: dict[str, str] = field(default_factory=dict)
+    random_weights: bool = False
+    input: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def replace(self: R, **changes: Any) -> R:
+        """A copy with ``changes`` (field name -> value); like ``dataclasses.replace`` without
+        re-running ``__init__`` (records have no validation of their own), so stages can afford
+        it per record."""
+        cls: type = type(self)
+        unknown = changes.keys() - _field_names(cls)
+        if unknown:
+            raise TypeError(f"{cls.__name__} has no field(s) {sorted(unknown)}")
+        new: R = object.__new__(cls)
+        new.__dict__.update(self.__dict__)
+        new.__dict__.update(changes)
+        return new
+
+    def failed(self: R, stage: str, exc: BaseException | str, type_: Optional[str] = None) -> R:
+        """A copy marked failed at ``stage``."""
+        return self.replace(error=StageError.of(stage, exc, type_))
+
+    def used(self: R, role: str, backend: Any, **changes: Any) -> R:
+        """A copy noting ``backend``'s model id (and random weights) under ``role``, with ``changes``."""
+        rw = self.random_weights or bool(getattr(backend, "random_weights", False))
+        info = backend_run_info(backend)
+        if info:
+            changes["backend_info"] = {**self.backend_info, role: info}
+        return self.replace(models={**self.models, role: backend_model_id(backend)}, random_weights=rw, **changes)
+
+    def with_prompt(self: R, name: str, version: str, **changes: Any) -> R:
+        """A copy noting prompt ``name`` at ``version``, with ``changes``."""
+        return self.replace(prompts={**self.prompts, name: version}, **changes)
+
+    def error_entry(self) -> dict[str, Any]:
+        """The ``errors.jsonl`` line of a failed record:
+        ``{"key", "id", "image", "stage", "type", "message", "input"}``."""
+        err = self.error or StageError("?", "Error", "")
+        return {"key": self.key, "id": self.id, "image": self.image, "stage": err.stage, "type": err.type,
+                "message": err.message, "input": dict(self.input)}
 
 
-def is_error(record: dict[str, Any]) -> bool:
-    return record.get("error") is not None
+def backend_run_info(backend: Any) -> dict[str, Any]:
+    """What ``backend.model_info()`` reports beyond its model id and random weights (e.g. the
+    ``image_aspect`` of a LLaVA-style backend); ``{}`` for a backend without ``model_info``."""
+    model_info = getattr(backend, "model_info", None)
+    if not callable(model_info):
+        return {}
+    return {k: v for k, v in dict(model_info()).items() if k not in ("model_id", "random_weights")}
 
 
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+@dataclass(frozen=True, kw_only=True)
+class DesRecord(Record):
+    """A DES record (see the module docstring for the fields each stage adds)."""
+
+    description: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+    given_tags: Optional[tuple[Tag, ...]] = None
+    tags: tuple[Tag, ...] = ()
+    tags_dropped: int = 0
+    tags_source: Optional[str] = None
+    detections: Optional[tuple[tuple[Detection, ...], ...]] = None
+    regions: Optional[tuple[Region, ...]] = None
+    question: Optional[str] = None
+    answer: Optional[str] = None
 
 
-class JsonlWriter:
-    """Append-only JSONL writer; :meth:`write_group` writes several lines with one ``write``."""
+@dataclass(frozen=True, kw_only=True)
+class VqaRecord(Record):
+    """A VQA record: one DES sample and the QA pairs made from it."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        repair_jsonl(self.path)
-        self._f = open(self.path, "a", encoding="utf-8")
-
-    def write(self, obj: Any) -> None:
-        self.write_group([obj])
-
-    def write_group(self, objs: Iterable[Any]) -> None:
-        """Write all ``objs`` at once (pre-serialised ``str`` lines are written as they are)."""
-        lines = [o if isinstance(o, str) else _dumps(o) for o in objs]
-        if not lines:
-            return
-        self._f.write("\n".join(lines) + "\n")
-        self._f.flush()
-
-    def close(self) -> None:
-        if not self._f.closed:
-            self._f.close()
-
-    def __enter__(self) -> "JsonlWriter":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    description: str = ""
+    objects: tuple[Region, ...] = ()
+    tags: tuple[Tag, ...] = ()
+    des_provenance: Provenance = field(default_factory=Provenance)
+    des_key: Optional[str] = None
+    des_meta: dict[str, Any] = field(default_factory=dict)  # the DES sample's CARRIED_META (source, ...)
+    qa: tuple[QAItem, ...] = ()
+    qa_dropped: dict[str, int] = field(default_factory=dict)
+    qa_ungrounded_dropped: int = 0
+    warnings: tuple[str, ...] = ()
 
 
-def read_jsonl(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
-    """Objects of a JSONL file; a torn or invalid line is skipped (blank lines too).
-
-    A missing file yields nothing.
-    """
-    p = Path(path)
-    if not p.exists():
-        return
-    with open(p, "r", encoding="utf-8", errors="replace") as f:
-        for line in f:
-            if not line.endswith("\n") or not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(obj, dict):
-                yield obj
-
-
-def repair_jsonl(path: str | os.PathLike[str]) -> None:
-    """Cut a torn last line (one without a trailing newline) off ``path``, if any."""
-    p = Path(path)
-    if not p.exists() or p.stat().st_size == 0:
-        return
-    with open(p, "rb+") as f:
-        f.seek(0, os.SEEK_END)
-        size = f.tell()
-        f.seek(size - 1)
-        if f.read(1) == b"\n":
-            return
-        # scan back for the last newline, in blocks
-        pos, block = size, 1 << 16
-        cut = 0
-        while pos > 0:
-            start = max(0, pos - block)
-            f.seek(start)
-            chunk = f.read(pos - start)
-            i = chunk.rfind(b"\n")
-            if i >= 0:
-                cut = start + i + 1
-                break
-            pos = start
-        f.truncate(cut)
+# -- JSON at the process boundary ---------------------------------------------------------------
+def to_json(obj: Any) -> Any:
+    """Plain JSON values of a record (or any value inside one): boxes become ``[x1, y1, x2, y2]``,
+    Pydantic models their JSON dump, dataclasses dicts, tuples lists."""
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        return obj.value if isinstance(obj, enum.Enum) else obj
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, Box):
+        return list(obj.as_tuple())
+    if isinstance(obj, BaseModel):
+        return obj.model_dump(mode="json")
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_json(getattr(obj, f.name)) for f in fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_json(x) for x in obj]
+    if isinstance(obj, Mapping):
+        return {str(k): to_json(v) for k, v in obj.items()}
+    raise TypeError(f"cannot turn {type(obj).__name__} into JSON")
 
 
-def write_jsonl_atomic(path: str | os.PathLike[str], objs: Iterable[Any]) -> None:
-    """Replace ``path`` with ``objs`` via a temporary file and ``os.replace`` (never half written)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for o in objs:
-            f.write((o if isinstance(o, str) else _dumps(o)) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, p)
+@lru_cache(maxsize=None)
+def _field_names(cls: type) -> frozenset[str]:
+    return frozenset(f.name for f in fields(cls))
 
 
-def read_input_items(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Items of an input JSONL file; a line that is not a JSON object becomes an item
-    ``{"id": "line-N", "_error": "..."}`` so that it ends up as an error record, not lost."""
-    from giqa.errors import ParseError
+@lru_cache(maxsize=None)
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
 
-    p = Path(path)
-    if not p.exists():
-        raise ParseError(f"input file not found: {str(p)!r}")
-    items: list[dict[str, Any]] = []
-    with open(p, "r", encoding="utf-8", errors="replace") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                items.append({"id": f"line-{n}", "_error": f"line {n} of {p.name} is not valid JSON: {exc}", "raw": line[:500]})
-                continue
-            if not isinstance(obj, dict):
-                items.append({"id": f"line-{n}", "_error": f"line {n} of {p.name} is not a JSON object", "raw": line[:500]})
-                continue
-            items.append(obj)
-    return items
+
+def from_json(tp: Any, data: Any) -> Any:
+    """The value of type ``tp`` that :func:`to_json` turned into ``data`` (boxes and tags are
+    validated again on the way in)."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return data
+    if origin is Union or origin is types.UnionType:
+        options = [a for a in typing.get_args(tp) if a is not type(None)]
+        return None if data is None else from_json(options[0], data)
+    if origin is tuple:
+        items = typing.get_args(tp)
+        if len(items) == 2 and items[1] is Ellipsis:
+            return tuple(from_json(items[0], x) for x in data)
+        return tuple(from_json(a, x) for a, x in zip(items, data))
+    if origin is dict:
+        return {k: from_json(typing.get_args(tp)[1], v) for k, v in data.items()}
+    if tp is Box:
+        return Box.from_xyxy(data)
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return tp.model_validate(data)
+    if isinstance(tp, type) and is_dataclass(tp):
+        hints = _hints(tp)
+        return tp(**{f.name: from_json(hints[f.name], data[f.name]) for f in fields(tp) if f.name in data})
+    if tp is float and isinstance(data, int):
+        return float(data)
+    return data

@@ -1,271 +1,311 @@
-"""In-process runner: batches per stage, progress bar, resumable JSONL output.
+"""Running a pipeline into an output directory: the in-process runner and the core it shares
+with the Ray runner.
 
-Output files in ``out_dir``:
+The shared core:
 
-- ``samples.jsonl``: one :class:`giqa.types.Sample` JSON per line, appended and flushed per
-  record. ``meta["key"]`` is the record key and ``meta["group_size"]`` the number of samples
-  the record gave (a VQA record gives several); a record counts as done only when all its
-  lines are present, and a partly written group (a run killed mid-write) is removed on resume.
-- ``errors.jsonl``: one line per failed record ``{"key", "id", "image", "stage", "type",
-  "message", "input"}``; compacted on every run (last entry per key; entries whose key or
-  record id has since succeeded are removed).
-- ``run_summary.json``: the counts of the last run.
+- :func:`finalize_chunk`: records that went through the stages -> a :class:`ChunkResult`
+  (per record, its sample lines or its error entry; a good record that gave no sample is an
+  ``EmptyResult`` error, so nothing is lost). The Ray runner calls it on the workers.
+- :class:`RunBook`: everything the driver does around the stages, for both runners: lock the
+  output directory, check its configuration, resume from its index
+  (:class:`giqa.pipeline.rundir.RunDir`), make and select the input records, write each chunk's
+  samples and errors, count, show progress, apply the :class:`FailurePolicy`, and write
+  ``run_summary.json``, also when the run stops early.
 
-A re-run skips done keys and, unless ``retry_failed``, failed keys; with ``retry_failed`` it
-runs only the records of failed keys (or of failed record ids, e.g. a missing image that has
-since been added changes the key but not the id).
+:func:`run_local` runs the stages in this process. See :mod:`giqa.pipeline.rundir` for the
+files of an output directory.
+
+**Fail-fast** (:class:`FailurePolicy`): a run stops with :class:`giqa.errors.RunAborted` (the
+CLI exits non-zero; the summary is written, and a re-run resumes) when its first ``first_n``
+records (default 20) all failed, or when more than ``max_share`` (default 0.5) of its records
+failed, checked after every chunk once ``first_n`` records ran, and at the end. Input errors
+(a missing or corrupt image, an empty description) are data, not a failing run: they are
+written to ``errors.jsonl`` and not counted here. The first chunk is at most ``first_n``
+records, so a dead server is found within seconds.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Iterable, Iterator, Optional, Sequence
 
-from giqa.errors import MissingDependencyError, RegistryError
-from giqa.pipeline.records import JsonlWriter, error_record, read_jsonl, set_error, write_jsonl_atomic
+from giqa.errors import RunAborted
+from giqa.pipeline.records import Record
+from giqa.pipeline.rundir import SUMMARY_FILE, ResumeState, RunDir
+from giqa.pipeline.stages import run_stages
 
-__all__ = ["run_local", "RunSummary", "OutputState", "run_stages"]
+__all__ = [
+    "ChunkResult", "FailurePolicy", "RunBook", "RunSummary", "finalize_chunk", "run_local", "run_stages",
+]
 
-SAMPLES_FILE = "samples.jsonl"
-ERRORS_FILE = "errors.jsonl"
-SUMMARY_FILE = "run_summary.json"
+_MAX_LISTED_DUPLICATES = 1000
 
 
 @dataclass
 class RunSummary:
-    """Counts of one run (records, not samples, unless named ``samples``)."""
+    """Counts of one run (records, not samples, unless named ``samples``).
+
+    ``duplicate_ids``: content duplicates, ``{id that ran: [ids with the same content]}`` (at
+    most 1000 listed; ``duplicates`` counts them all). ``aborted``: why the run stopped early.
+    ``quarantined``: corrupt pieces of ``samples.jsonl`` moved aside on resume.
+    """
 
     out_dir: str
     inputs: int = 0
     duplicates: int = 0
+    duplicate_ids: dict[str, list[str]] = field(default_factory=dict)
     already_done: int = 0
     skipped_failed: int = 0
     processed: int = 0
     succeeded: int = 0
     failed: int = 0
+    input_errors: int = 0
     samples_written: int = 0
     seconds: float = 0.0
     total_samples: int = 0
     total_errors: int = 0
     errors_by_stage: dict[str, int] = field(default_factory=dict)
+    quarantined: int = 0
+    aborted: Optional[str] = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def _record_id(sample: dict[str, Any]) -> Optional[str]:
-    meta = sample.get("meta") or {}
-    return meta.get("record_id") or sample.get("id")
+@dataclass(frozen=True)
+class FailurePolicy:
+    """When a run stops early (see the module docstring). ``first_n=0`` and ``max_share=1``
+    switch the two rules off."""
+
+    first_n: int = 20
+    max_share: float = 0.5
+
+    def __post_init__(self) -> None:
+        from giqa.errors import ConfigError
+
+        if self.first_n < 0 or not 0.0 <= self.max_share <= 1.0:
+            raise ConfigError(f"fail-fast needs first_n >= 0 and 0 <= max_share <= 1, got {self.first_n}, {self.max_share}")
+
+    def verdict(self, ran: int, failed: int, *, final: bool = False) -> Optional[str]:
+        """Why to stop after ``failed`` of ``ran`` records failed, or None."""
+        if ran == 0:
+            return None
+        if self.first_n and failed == ran >= self.first_n:
+            return f"the first {ran} records all failed"
+        if failed > self.max_share * ran and (final or ran >= max(self.first_n, 1)):
+            return (f"{failed} of {ran} records failed, more than the allowed share {self.max_share:g} "
+                    "(--max-failures)")
+        return None
 
 
-class OutputState:
-    """What ``out_dir`` already holds: done keys/ids and failed records (after repair).
+@dataclass
+class ChunkResult:
+    """What a chunk of records gave: ``groups`` ``(key, record id, sample JSON lines)`` and
+    ``errors`` (``errors.jsonl`` entries); ``records`` counts the records of the chunk."""
 
-    Shared by the in-process and the Ray runner so both resume the same way.
-    """
+    groups: list[tuple[str, str, list[str]]]
+    errors: list[dict[str, Any]]
+    records: int
 
-    def __init__(self, out_dir: str | Path) -> None:
-        self.dir = Path(out_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.samples_path = self.dir / SAMPLES_FILE
-        self.errors_path = self.dir / ERRORS_FILE
-        self.done_keys: set[str] = set()
-        self.done_ids: set[str] = set()
-        self.n_samples = 0
-        self._load_samples()
-        self.errors: dict[str, dict[str, Any]] = {}
-        for e in read_jsonl(self.errors_path):
-            if e.get("key"):
-                self.errors[e["key"]] = e  # last entry per key wins
-        self.compact_errors()
 
-    def _load_samples(self) -> None:
-        groups: dict[str, list[dict[str, Any]]] = {}
-        order: list[str] = []
-        lines = 0
-        for s in read_jsonl(self.samples_path):
-            lines += 1
-            key = (s.get("meta") or {}).get("key")
-            if key is None:
-                continue
-            if key not in groups:
-                groups[key] = []
-                order.append(key)
-            groups[key].append(s)
-        keep: list[dict[str, Any]] = []
-        changed = False
-        for key in order:
-            seen, uniq = set(), []
-            for s in groups[key]:
-                if s.get("id") not in seen:
-                    seen.add(s.get("id"))
-                    uniq.append(s)
-            size = int((uniq[0].get("meta") or {}).get("group_size", 1))
-            if len(uniq) != len(groups[key]):
-                changed = True
-            if len(uniq) < size:  # a group cut short by a crash: drop it, it will be redone
-                changed = True
-                continue
-            keep.extend(uniq)
-            self.done_keys.add(key)
-            rid = _record_id(uniq[0])
-            if rid:
-                self.done_ids.add(rid)
-        if lines and (changed or self._has_torn_tail()):
-            write_jsonl_atomic(self.samples_path, keep)
-        self.n_samples = len(keep)
+def finalize_chunk(pipeline: Any, records: Sequence[Record]) -> ChunkResult:
+    """Finalise records that went through the stages (see the module docstring)."""
+    outputs, errors = pipeline.finalize(records)
+    groups: dict[str, list[Any]] = {}
+    for s in outputs:
+        groups.setdefault(s.meta["key"], []).append(s)
+    error_keys = {e["key"] for e in errors}
+    for r in records:
+        if r.error is None and r.key not in groups and r.key not in error_keys:
+            errors.append(r.failed("finalize", "the record gave no sample", "EmptyResult").error_entry())
+    out = []
+    ids = {r.key: r.id for r in records}
+    for key, group in groups.items():
+        lines = [s.model_copy(update={"meta": {**s.meta, "group_size": len(group)}}).model_dump_json() for s in group]
+        out.append((key, str(group[0].meta.get("record_id") or ids.get(key) or group[0].id), lines))
+    return ChunkResult(groups=out, errors=errors, records=len(records))
 
-    def _has_torn_tail(self) -> bool:
-        p = self.samples_path
-        if not p.exists() or p.stat().st_size == 0:
-            return False
-        with open(p, "rb") as f:
-            f.seek(-1, 2)
-            return f.read(1) != b"\n"
 
-    def compact_errors(self) -> None:
-        """Rewrite ``errors.jsonl``: last entry per key, none for keys/ids that succeeded."""
-        before = len(self.errors)
-        self.errors = {
-            k: e for k, e in self.errors.items() if k not in self.done_keys and e.get("id") not in self.done_ids
-        }
-        if self.errors_path.exists() and (before != len(self.errors) or self._error_lines() != len(self.errors)):
-            write_jsonl_atomic(self.errors_path, self.errors.values())
+class RunBook:
+    """The driver's side of a run, shared by :func:`run_local` and ``run_ray`` (see the module
+    docstring). Use as a context manager: it holds the output directory's lock and writes
+    ``run_summary.json`` when it closes, however the run ends."""
 
-    def _error_lines(self) -> int:
-        with open(self.errors_path, "rb") as f:
-            return sum(1 for line in f if line.strip())
+    def __init__(self, pipeline: Any, out_dir: "str | Path", *, retry_failed: bool = False,
+                 policy: Optional[FailurePolicy] = None, progress: bool = True, desc: Optional[str] = None,
+                 run_info: Optional[dict[str, Any]] = None) -> None:
+        self.pipeline = pipeline
+        self.rundir = RunDir(out_dir)
+        self.retry_failed = retry_failed
+        self.policy = policy or FailurePolicy()
+        self.progress = progress
+        self.desc: str = desc or str(getattr(pipeline, "task", "run"))
+        self.run_info = dict(run_info or {})
+        self.summary = RunSummary(out_dir=str(self.rundir.dir))
+        self.state = ResumeState()
+        self.input_keys: set[str] = set()
+        self._t0 = time.perf_counter()
+        self._bar: Any = None
+        self._lock: Any = None
 
-    def select(self, inputs: Sequence[dict[str, Any]], *, retry_failed: bool, summary: RunSummary) -> list[dict[str, Any]]:
-        """The input records to run now (deduplicated by key), updating ``summary``'s counts."""
-        failed_ids = {e.get("id") for e in self.errors.values()}
-        todo, seen = [], set()
-        for r in inputs:
-            key = r["key"]
-            if key in seen:
-                summary.duplicates += 1
-                continue
-            seen.add(key)
-            if key in self.done_keys:
-                summary.already_done += 1
-                continue
-            was_failed = key in self.errors or (r.get("id") in failed_ids and r.get("id") is not None)
-            if retry_failed != was_failed:
-                if was_failed:
-                    summary.skipped_failed += 1
-                continue
-            todo.append(r)
+    # -- set-up ----------------------------------------------------------------------------------
+    def __enter__(self) -> "RunBook":
+        from giqa.data.io import exclusive_lock
+
+        self._lock = exclusive_lock(self.rundir.dir)
+        self._lock.__enter__()
+        try:
+            self.rundir.check_config({**self.run_info, **self.pipeline.resolved_config()})
+            self.state = self.rundir.open(progress=self.progress)
+            self.summary.quarantined = self.state.quarantined
+            self.rundir.start()
+        except BaseException:
+            self._lock.__exit__(None, None, None)
+            raise
+        return self
+
+    def prepare(self, inputs: Iterable[Any]) -> list[Record]:
+        """Input records (made here from raw items, with the directory's image-hash cache),
+        deduplicated by key and without the keys already done (or failed, unless
+        ``retry_failed``): the records to run now."""
+        from giqa.pipeline.inputs import ImageHasher, mark_id_clashes
+
+        items = list(inputs)
+        known = self.state.key_of_id.get
+        if items and all(isinstance(r, Record) for r in items):
+            records = mark_id_clashes(items, known)
+        else:
+            root = getattr(getattr(self.pipeline, "config", None), "root", None)
+            hasher = ImageHasher(root, self.rundir.hash_cache_path)
+            records = self.pipeline.make_inputs(items, hasher=hasher, known_ids=known, progress=self.progress)
+        self.summary.inputs = len(records)
+        todo = self._select(records)
+        from giqa.pipeline.inputs import progress_bar
+
+        self._bar = progress_bar(len(todo), self.progress, self.desc)
         return todo
 
+    def _select(self, records: Sequence[Record]) -> list[Record]:
+        s, state = self.summary, self.state
+        first_id: dict[str, str] = {}
+        todo = []
+        for r in records:
+            self.input_keys.add(r.key)
+            if r.key in first_id:
+                s.duplicates += 1
+                if r.id != first_id[r.key] and len(s.duplicate_ids) < _MAX_LISTED_DUPLICATES:
+                    s.duplicate_ids.setdefault(first_id[r.key], []).append(r.id)
+                continue
+            first_id[r.key] = r.id
+            if r.key in state.done:
+                s.already_done += 1
+            elif r.key in state.errors and not self.retry_failed:
+                s.skipped_failed += 1
+            else:
+                todo.append(r)
+        return todo
 
-def run_stages(stages: Sequence[Any], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Run ``records`` through ``stages``, each in batches of its ``batch_size``.
+    def chunks(self, todo: list[Record], size: int) -> Iterator[list[Record]]:
+        """``todo`` in chunks of ``size``; the first is at most ``first_n`` records (a probe)."""
+        start = 0
+        first = min(size, self.policy.first_n) if self.policy.first_n else size
+        while start < len(todo):
+            n = first if start == 0 else size
+            yield todo[start:start + n]
+            start += n
 
-    A stage that raises or returns the wrong number of records marks that batch failed (the
-    built-in stages never raise; this guards user stages). Setup errors
-    (:class:`giqa.errors.MissingDependencyError`, :class:`giqa.errors.RegistryError`, e.g. an
-    unknown backend name) propagate and stop the run.
-    """
-    for stage in stages:
-        size = max(1, int(getattr(stage, "batch_size", len(records) or 1)))
-        name = getattr(stage, "name", type(stage).__name__)
-        nxt: list[dict[str, Any]] = []
-        for start in range(0, len(records), size):
-            batch = records[start:start + size]
-            try:
-                res = list(stage(batch))
-                if len(res) != len(batch):
-                    raise RuntimeError(f"stage {name} returned {len(res)} records for {len(batch)}")
-            except (MissingDependencyError, RegistryError):
-                raise  # setup problem: stop (nothing of this chunk was written; a re-run redoes it)
-            except Exception as exc:  # noqa: BLE001 - one bad batch never stops the run
-                res = [r if r.get("error") is not None else set_error(r, name, exc) for r in batch]
-            nxt.extend(res)
-        records = nxt
-    return records
+    # -- bookkeeping -----------------------------------------------------------------------------
+    def accept(self, result: ChunkResult, *, written_elsewhere: bool = False) -> None:
+        """Write one chunk's samples (unless ``written_elsewhere``, e.g. a shard) and errors,
+        count them, and stop the run when the failure policy says so."""
+        s, state = self.summary, self.state
+        for key, rid, lines in result.groups:
+            if not written_elsewhere:
+                self.rundir.write_group(key, rid, lines)
+            state.done.add(key)
+            state.key_of_id[rid] = key
+            s.samples_written += len(lines)
+            s.succeeded += 1
+        for e in result.errors:
+            self.rundir.write_error(e)
+            state.errors[str(e["key"])] = e
+            stage = str(e.get("stage"))
+            s.errors_by_stage[stage] = s.errors_by_stage.get(stage, 0) + 1
+            s.failed += 1
+            s.input_errors += stage == "input"
+        s.processed += result.records
+        if self._bar is not None:
+            self._bar.update(result.records)
+        self._check(final=False)
 
+    def _check(self, *, final: bool) -> None:
+        s = self.summary
+        reason = self.policy.verdict(s.processed - s.input_errors, s.failed - s.input_errors, final=final)
+        if reason is not None:
+            s.aborted = reason
+            raise RunAborted(f"run stopped: {reason}; see {self.rundir.errors_path} (summary in "
+                             f"{self.rundir.dir / SUMMARY_FILE}); what was written stays, a re-run resumes", s)
 
-def _progress(total: int, enabled: bool, desc: str):
-    if not enabled:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # tqdm ships with giqa[models]; the run works without it
-        return None
-    return tqdm(total=total, desc=desc, unit="rec", file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
+    def finish(self) -> None:
+        """The end-of-run check (the failure share over the whole run)."""
+        self._check(final=True)
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        s = self.summary
+        try:
+            if self._bar is not None:
+                self._bar.close()
+            self.rundir.close()
+            if exc is not None and s.aborted is None:
+                s.aborted = f"{exc_type.__name__}: {exc}"
+            keep = (self.input_keys or set(self.state.errors)) - self.state.done
+            s.total_errors = self.rundir.compact_errors(self.state.errors, keep)
+            s.seconds = time.perf_counter() - self._t0
+            s.total_samples = self.state.n_samples + s.samples_written
+            from giqa.data.io import write_text_atomic
+
+            write_text_atomic(self.rundir.dir / SUMMARY_FILE, json.dumps(s.as_dict(), indent=2) + "\n")
+        finally:
+            self._lock.__exit__(None, None, None)
 
 
 def run_local(
     pipeline: Any,
-    inputs: Iterable[dict[str, Any]],
-    out_dir: str | Path,
+    inputs: Iterable[Any],
+    out_dir: "str | Path",
     *,
     batch_size: int = 64,
     progress: bool = True,
     retry_failed: bool = False,
+    max_failures: float = 0.5,
+    fail_fast: int = 20,
+    run_info: Optional[dict[str, Any]] = None,
 ) -> RunSummary:
-    """Run ``pipeline`` over ``inputs`` in this process, writing into ``out_dir``.
+    """Run ``pipeline`` over ``inputs`` in this process, writing into ``out_dir`` (resumable).
 
-    ``inputs`` are records from ``pipeline.make_inputs`` (raw items are accepted too and
-    passed through ``make_inputs``). Records are processed in chunks of ``batch_size``; each
-    stage splits a chunk into its own ``batch_size``. Samples and errors are written after
-    every chunk, one flushed write per record. Nothing raises for bad input: it is counted and
-    written to ``errors.jsonl``.
+    ``inputs``: raw items (made into records here, with the output directory's image-hash
+    cache) or records from ``pipeline.make_inputs``. Records go through in chunks of
+    ``batch_size``; each stage splits a chunk into its own ``batch_size``; samples and errors
+    are written after every chunk. Bad input is counted and written to ``errors.jsonl``, never
+    raised. Raises :class:`giqa.errors.RunAborted` by the fail-fast rule (``fail_fast``: the
+    first N records all failed; ``max_failures``: the largest failure share), a setup error
+    or a backend contract break; ``run_summary.json`` is written in every case.
+    ``retry_failed`` also runs the records that failed before. ``run_info`` is written into
+    ``run.json`` beside the pipeline's resolved configuration (the CLI puts the whole run
+    configuration there).
     """
+    from giqa.errors import ConfigError
+
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    t0 = time.perf_counter()
-    inputs = list(inputs)
-    if inputs and "key" not in inputs[0]:
-        inputs = pipeline.make_inputs(inputs)
-    state = OutputState(out_dir)
-    summary = RunSummary(out_dir=str(state.dir), inputs=len(inputs))
-    todo = state.select(inputs, retry_failed=retry_failed, summary=summary)
-    bar = _progress(len(todo), progress, getattr(pipeline, "task", "run"))
-    samples_out = JsonlWriter(state.samples_path)
-    errors_out = JsonlWriter(state.errors_path)
-    try:
-        for start in range(0, len(todo), batch_size):
-            chunk = todo[start:start + batch_size]
-            records = run_stages(pipeline.stages, [dict(r) for r in chunk])
-            samples, errors = pipeline.finalize(records)
-            groups: dict[str, list[str]] = {}
-            for s in samples:
-                key = s.meta["key"]
-                groups.setdefault(key, []).append(s)
-            for key, group in groups.items():
-                lines = [s.model_copy(update={"meta": {**s.meta, "group_size": len(group)}}).model_dump_json() for s in group]
-                samples_out.write_group(lines)
-                state.done_keys.add(key)
-                rid = group[0].meta.get("record_id") or group[0].id
-                state.done_ids.add(rid)
-                summary.samples_written += len(group)
-            error_keys = {e["key"] for e in errors}
-            for r in records:  # a good record that gave no sample is an error too, never lost
-                if r.get("error") is None and r["key"] not in groups and r["key"] not in error_keys:
-                    errors.append(error_record(set_error(r, "finalize", "the record gave no sample", "EmptyResult")))
-            for e in errors:
-                errors_out.write(e)
-                state.errors[e["key"]] = e
-                stage = str(e.get("stage"))
-                summary.errors_by_stage[stage] = summary.errors_by_stage.get(stage, 0) + 1
-            summary.processed += len(chunk)
-            summary.succeeded += len(groups)
-            summary.failed += len(errors)
-            if bar is not None:
-                bar.update(len(chunk))
-    finally:
-        if bar is not None:
-            bar.close()
-        samples_out.close()
-        errors_out.close()
-        state.compact_errors()
-        summary.seconds = time.perf_counter() - t0
-        summary.total_samples = state.n_samples + summary.samples_written
-        summary.total_errors = len(state.errors)
-        (state.dir / SUMMARY_FILE).write_text(json.dumps(summary.as_dict(), indent=2) + "\n", encoding="utf-8")
-    return summary
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    policy = FailurePolicy(first_n=fail_fast, max_share=max_failures)
+    with RunBook(pipeline, out_dir, retry_failed=retry_failed, policy=policy, progress=progress,
+                 run_info=run_info) as book:
+        todo = book.prepare(inputs)
+        for chunk in book.chunks(todo, batch_size):
+            book.accept(finalize_chunk(pipeline, run_stages(pipeline.stages, chunk)))
+        book.finish()
+    return book.summary

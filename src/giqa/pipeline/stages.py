@@ -1,127 +1,109 @@
-"""Stage base class: error pass-through, per-record isolation, lazy picklable backends."""
+"""Stage base class: failed records pass through, one bad record fails alone, setup and
+contract errors stop the run; plus :func:`generate_json` (validated JSON from an LLM).
+
+A stage maps a list of typed records (:mod:`giqa.pipeline.records`) to a list of the same
+length and order. :meth:`Stage.__call__` owns the error policy, so a concrete stage writes only
+:meth:`Stage.process`:
+
+- records with an ``error`` pass through untouched;
+- if :meth:`Stage.process` raises on a batch, the batch is re-run record by record so that only
+  the failing records get an ``error``; when the first two single records fail exactly as the
+  whole batch did, the failure is not about a record and the rest of the batch gets it without
+  further calls (a dead backend costs one call per batch, not one per record);
+- setup errors (:class:`MissingDependencyError`, :class:`RegistryError`, :class:`ConfigError`)
+  and a backend that breaks its protocol (:class:`BackendContractError`) are raised: every
+  record would fail the same way, so the run stops instead.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 from functools import lru_cache
-from typing import Any, Callable, Mapping, Optional, Sequence, TypeVar
+from typing import Any, Callable, Generic, Mapping, Optional, Sequence, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from giqa.errors import BackendError, MissingDependencyError, ParseError, RegistryError
-from giqa.pipeline.config import BackendSpec
-from giqa.pipeline.records import is_error, set_error
+from giqa.errors import BackendContractError, BackendError, ConfigError, MissingDependencyError, ParseError, RegistryError
+from giqa.models.roles import Role
+from giqa.pipeline.backends import BackendSlot, call_generate
+from giqa.pipeline.records import Record
 
-__all__ = ["Stage", "BackendSlot", "generate_json", "record_backend"]
+__all__ = ["Stage", "FATAL_ERRORS", "generate_json", "run_stages"]
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
+R = TypeVar("R", bound=Record)
+
+# Not a bad record: stop the run.
+FATAL_ERRORS = (MissingDependencyError, RegistryError, ConfigError, BackendContractError)
 
 
-class BackendSlot:
-    """A backend given as an instance, a :class:`BackendSpec` or ``None`` (not configured).
-
-    Pickling keeps the spec and drops a built instance (an instance given directly is pickled
-    as it is, so it must be picklable to travel to another process).
-    """
-
-    def __init__(self, role: str, value: Any) -> None:
-        self.role = role
-        if isinstance(value, str):
-            value = BackendSpec.from_preset(value, role)
-        self.spec: Optional[BackendSpec] = value if isinstance(value, BackendSpec) else None
-        self._instance: Any = None if isinstance(value, BackendSpec) else value
-
-    @property
-    def configured(self) -> bool:
-        return self.spec is not None or self._instance is not None
-
-    def get(self) -> Any:
-        if self._instance is None:
-            if self.spec is None:
-                raise BackendError(f"no {self.role} backend configured")
-            self._instance = self.spec.create()
-        return self._instance
-
-    def model_id(self) -> str:
-        if self._instance is not None:
-            return str(getattr(self._instance, "model_id", type(self._instance).__name__))
-        if self.spec is not None:
-            return self.spec.describe()
-        return "none"
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        if self.spec is not None:
-            state["_instance"] = None
-        return state
-
-
-def record_backend(record: dict[str, Any], role: str, backend: Any) -> None:
-    """Note ``backend``'s model id and ``random_weights`` in ``record`` (for provenance)."""
-    record.setdefault("models", {})[role] = str(getattr(backend, "model_id", type(backend).__name__))
-    if getattr(backend, "random_weights", False):
-        record["random_weights"] = True
-
-
-# Setup problems (a missing optional package, an unknown backend name): not a bad record.
-_SETUP_ERRORS = (MissingDependencyError, RegistryError)
-
-
-class Stage:
-    """One pipeline stage. Subclasses implement :meth:`process` on records without error.
-
-    ``__call__`` passes records with an ``error`` through untouched, runs :meth:`process` on
-    the rest, and, if the whole batch raises, re-runs it record by record so that only the
-    failing records get an ``error`` (``{"stage": name, "type", "message"}``). Setup errors
-    (:class:`MissingDependencyError`, :class:`RegistryError`) are raised, not recorded.
-    """
+class Stage(Generic[R]):
+    """One pipeline stage over records of type ``R``. Subclasses set ``name`` and ``needs``
+    (the backend roles it uses; each is a :class:`BackendSlot` attribute named after its role)
+    and implement :meth:`process` on records without error."""
 
     name: str = "stage"
-    needs: tuple[str, ...] = ()
+    needs: tuple[Role, ...] = ()
 
     def __init__(self, *, batch_size: int = 8) -> None:
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
 
-    def process(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:  # pragma: no cover
+    def process(self, records: list[R]) -> list[R]:  # pragma: no cover
         raise NotImplementedError
 
-    def __call__(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        out: list[Optional[dict[str, Any]]] = [None] * len(records)
-        todo = []
-        for i, r in enumerate(records):
-            if is_error(r):
-                out[i] = r
-            else:
-                todo.append(i)
-        if todo:
-            batch = [dict(records[i]) for i in todo]
-            try:
-                results = self._checked(batch)
-            except _SETUP_ERRORS:
-                raise  # a backend that cannot be built fails every record: stop the run instead
-            except Exception as exc:  # noqa: BLE001 - isolate the failing record(s)
-                if len(batch) == 1:
-                    results = [set_error(records[todo[0]], self.name, exc)]
-                else:
-                    log.debug("stage %s: batch failed (%s), retrying record by record", self.name, exc)
-                    results = []
-                    for i in todo:
-                        try:
-                            results.extend(self._checked([dict(records[i])]))
-                        except Exception as exc1:  # noqa: BLE001
-                            results.append(set_error(records[i], self.name, exc1))
-            for i, r in zip(todo, results):
-                out[i] = r
-        return out  # type: ignore[return-value]
+    def slots(self) -> dict[Role, BackendSlot]:
+        """The stage's backend slots by role."""
+        out = {}
+        for role in self.needs:
+            slot = getattr(self, role.value, None)
+            if isinstance(slot, BackendSlot):
+                out[role] = slot
+        return out
 
-    def _checked(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def __call__(self, records: Sequence[R]) -> list[R]:
+        out: list[R] = list(records)
+        todo = [i for i, r in enumerate(records) if r.error is None]
+        if not todo:
+            return out
+        batch = [records[i] for i in todo]
+        try:
+            results = self._checked(batch)
+        except FATAL_ERRORS:
+            raise
+        except Exception as exc:  # noqa: BLE001 - isolate the failing record(s)
+            results = self._isolate(batch, exc)
+        for i, r in zip(todo, results):
+            out[i] = r
+        return out
+
+    def _isolate(self, batch: list[R], batch_exc: Exception) -> list[R]:
+        if len(batch) == 1:
+            return [batch[0].failed(self.name, batch_exc)]
+        log.debug("stage %s: batch failed (%s), retrying record by record", self.name, batch_exc)
+        same = (type(batch_exc), str(batch_exc))
+        results: list[R] = []
+        repeats = 0
+        for k, r in enumerate(batch):
+            if repeats >= 2 and repeats == k:  # the first two failed as the batch did: not about a record
+                results.extend(x.failed(self.name, batch_exc) for x in batch[k:])
+                break
+            try:
+                results.extend(self._checked([r]))
+            except FATAL_ERRORS:
+                raise
+            except Exception as exc1:  # noqa: BLE001
+                repeats += (type(exc1), str(exc1)) == same
+                results.append(r.failed(self.name, exc1))
+        return results
+
+    def _checked(self, batch: list[R]) -> list[R]:
         results = self.process(batch)
         if len(results) != len(batch):
-            raise BackendError(f"stage {self.name} returned {len(results)} records for {len(batch)}")
+            raise BackendContractError(f"stage {self.name} returned {len(results)} records for {len(batch)}")
         return results
 
     def __repr__(self) -> str:
@@ -172,7 +154,9 @@ def generate_json(
 
     Each retry appends the model's answer and the validation error to the conversation and
     asks again (at most ``max_retries`` extra rounds, batched over the still-failing items).
-    Returns, per conversation, the validated model or the last exception (a ParseError).
+    Returns, per conversation, the validated model or the last exception: a ParseError for
+    malformed output, the request's BackendError when the backend could not answer it (such
+    an item is not asked again: the backend already retried it).
     """
     schema = _schema(model)
     convs = [list(c) for c in conversations]
@@ -181,11 +165,12 @@ def generate_json(
     for attempt in range(max_retries + 1):
         if not pending:
             break
-        texts = llm.generate([convs[i] for i in pending], json_schema=schema, max_new_tokens=max_new_tokens)
-        if len(texts) != len(pending):
-            raise BackendError(f"LLM returned {len(texts)} answers for {len(pending)} prompts")
+        texts = call_generate(llm, [convs[i] for i in pending], json_schema=schema, max_new_tokens=max_new_tokens)
         still = []
         for i, text in zip(pending, texts):
+            if isinstance(text, BackendError):
+                results[i] = text
+                continue
             try:
                 data = _extract_json(text)
                 if coerce is not None:
@@ -210,3 +195,29 @@ def _short_error(exc: Exception) -> str:
         loc = ".".join(str(x) for x in first.get("loc", ()))
         return f"{len(errs)} validation error(s), first at {loc or 'top level'}: {first.get('msg')}"
     return str(exc)[:300]
+
+
+def run_stages(stages: Sequence[Any], records: list[R]) -> list[R]:
+    """Run ``records`` through ``stages``, each in batches of its ``batch_size``.
+
+    A stage that raises marks that batch failed (the built-in stages never raise for a bad
+    record; this guards user stages). Setup errors and contract breaks (:data:`FATAL_ERRORS`,
+    a stage returning the wrong number of records included) propagate and stop the run.
+    """
+    for stage in stages:
+        size = max(1, int(getattr(stage, "batch_size", len(records) or 1)))
+        name = getattr(stage, "name", type(stage).__name__)
+        nxt: list[R] = []
+        for start in range(0, len(records), size):
+            batch = records[start:start + size]
+            try:
+                res = list(stage(batch))
+            except FATAL_ERRORS:
+                raise  # nothing of this chunk was written; a re-run redoes it
+            except Exception as exc:  # noqa: BLE001 - one bad batch never stops the run
+                res = [r if r.error is not None else r.failed(name, exc) for r in batch]
+            if len(res) != len(batch):
+                raise BackendContractError(f"stage {name} returned {len(res)} records for {len(batch)}")
+            nxt.extend(res)
+        records = nxt
+    return records

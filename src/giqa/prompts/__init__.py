@@ -43,7 +43,7 @@ class Prompt:
         """Chat messages ``[{"role", "content"}]`` from the ``[system]``/``[user]`` sections."""
         text = self.render(**values)
         out: list[dict[str, str]] = []
-        role, buf = "user", []
+        role, buf = "user", []  # type: str, list[str]
         for line in text.splitlines():
             m = _SECTION.match(line)
             if m:

@@ -9,8 +9,6 @@ top-left and bottom-right cells of an ``n`` x ``m`` row-major grid
 
 from __future__ import annotations
 
-import functools
-import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Literal, Optional, Sequence
 
@@ -18,6 +16,7 @@ import numpy as np
 
 from giqa.errors import FormatError, InvalidBoxError
 from giqa.types import Box, GroundedPhrase
+from giqa.text.mentions import iter_mentions
 from giqa.text.parsed import ParsedText
 from giqa.text.scanner import grid_codec, scan_giqa
 
@@ -166,25 +165,11 @@ def _overlaps(a: int, b: int, claims: list) -> bool:
     return any(a < c[1] and c[0] < b for c in claims)
 
 
-def _is_word(ch: str) -> bool:
-    return ch.isalnum() or ch == "_"
-
-
-@functools.lru_cache(maxsize=4096)
-def _mention_pattern(phrase: str) -> "re.Pattern[str]":
-    return re.compile(re.escape(phrase), re.IGNORECASE)
-
-
 def _find_mention(text: str, phrase: str, claims) -> Optional[tuple[int, int]]:
-    for mt in _mention_pattern(phrase).finditer(text):
-        a, b = mt.span()
-        if _is_word(phrase[0]) and a > 0 and _is_word(text[a - 1]):
-            continue
-        if _is_word(phrase[-1]) and b < len(text) and _is_word(text[b]):
-            continue
-        if _overlaps(a, b, claims):
-            continue
-        return a, b
+    """The first mention (:mod:`giqa.text.mentions`) not overlapping a phrase already placed."""
+    for a, b in iter_mentions(phrase, text):
+        if not _overlaps(a, b, claims):
+            return a, b
     return None
 
 
@@ -259,9 +244,10 @@ def fuse(
     """Write each phrase's boxes into ``text`` at its mention (the paper's Stage-4 fusion).
 
     The mention is the phrase's ``span`` (``[start, end)`` in ``text``) when set, else the
-    first case-insensitive, word-bounded occurrence of ``phrase`` not already grounded. The
-    mention keeps the text's own spelling: ``fuse("The Tower is tilted.", [GroundedPhrase(
-    phrase="tower", boxes=...)])`` -> ``"The [Tower](<35, 319>) is tilted."``. Phrases with no
+    first mention not already grounded, by the rule of :mod:`giqa.text.mentions` (case
+    folding, whole words, regular plurals; the one DES and the VQA filter use too). The mention
+    keeps the text's own spelling: ``fuse("The Towers are tilted.", [GroundedPhrase(
+    phrase="tower", boxes=...)])`` -> ``"The [Towers](<35, 319>) are tilted."``. Phrases with no
     boxes or no mention are left out; :func:`fuse_report` says which and why.
     """
     return fuse_report(text, phrases, style=style, n=n, m=m).text

@@ -26,6 +26,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "DataSource",
     "LoraSettings",
+    "RECIPES",
     "TrainConfig",
     "TrainConfigError",
     "load_config",
@@ -35,7 +36,23 @@ DEFAULT_MODEL = "llava-hf/llava-1.5-7b-hf"
 CONFIG_FILE = "giqa_train_config.json"
 
 # Settings that may change between a run and its resumption without changing what is learned.
-RESUMABLE_CHANGES = frozenset({"logging_steps", "save_steps", "save_total_limit", "dataloader_num_workers"})
+RESUMABLE_CHANGES = frozenset(
+    {"logging_steps", "save_steps", "save_total_limit", "dataloader_num_workers", "report_to", "eval_steps"}
+)
+
+# LLaVA-1.5's LoRA fine-tuning recipe (its scripts/v1_5/finetune_lora.sh): LoRA r 128 / alpha 256
+# on the language model at lr 2e-4, the projector trained at 2e-5, the vision tower frozen.
+RECIPES: dict[str, dict[str, Any]] = {
+    "llava-1.5-lora": {
+        "finetune": "lora",
+        "learning_rate": 2e-4,
+        "projector_learning_rate": 2e-5,
+        "lora": {"r": 128, "alpha": 256, "dropout": 0.05},
+        "weight_decay": 0.0,
+        "warmup_ratio": 0.03,
+        "lr_scheduler": "cosine",
+    },
+}
 
 
 class TrainConfigError(GiqaError, ValueError):
@@ -47,9 +64,10 @@ class _Strict(BaseModel):
 
 
 class DataSource(_Strict):
-    """One training file.
+    """One training file or folder, in any format ``giqa build export`` writes.
 
-    ``path``: a ``.jsonl`` file (one record a line) or a ``.json`` file (a list of records).
+    ``path``: a ``.jsonl`` file (one record a line), a ``.json`` file (a list of records), a
+    ``.parquet`` file or a Hugging Face ``datasets`` folder (``save_to_disk``).
     Each record is a giqa :class:`~giqa.types.Sample` or a LLaVA conversation record
     (``{"id", "image", "conversations": [{"from": "human"|"gpt", "value"}...]}``), told apart
     by the ``conversations`` key. ``task`` is the task of LLaVA records that carry no ``task``
@@ -102,6 +120,8 @@ class TrainConfig(_Strict):
     each contributes to an epoch; ``None`` keeps the data's own proportions (the paper's
     GIQA-160K multi-task training concatenates DES and VQA); weight 0 leaves a task out.
     ``precision="auto"`` is bf16 mixed precision on CUDA devices that support it, else fp32.
+    ``recipe="llava-1.5-lora"`` fills LLaVA-1.5's LoRA settings (:data:`RECIPES`) for every
+    field the config leaves unset. The other options are described in ``docs/train.md``.
     """
 
     model: str = DEFAULT_MODEL
@@ -134,12 +154,36 @@ class TrainConfig(_Strict):
     gradient_checkpointing: bool = False
     seed: int = 42
 
+    recipe: Optional[Literal["llava-1.5-lora"]] = None
+    projector_learning_rate: Optional[float] = Field(None, gt=0)
+    image_aspect: Literal["pad", "crop", "native"] = "pad"
+    group_by_length: bool = False
+    attn_implementation: Optional[Literal["eager", "sdpa", "flash_attention_2"]] = None
+    tf32: Optional[bool] = None
+    report_to: Literal["none", "tensorboard", "wandb"] = "none"
+    eval_data: tuple[DataSource, ...] = ()
+    eval_steps: Optional[int] = Field(None, gt=0)
+    deepspeed: Optional[Union[str, dict[str, Any]]] = None
+    fsdp: Optional[str] = None
+    fsdp_config: Optional[dict[str, Any]] = None
+
     save_steps: int = Field(500, gt=0)
     save_total_limit: Optional[int] = Field(None, gt=0)
     logging_steps: int = Field(10, gt=0)
     dataloader_num_workers: int = Field(0, ge=0)
 
-    @field_validator("data", mode="before")
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_recipe(cls, data: Any) -> Any:
+        """A named recipe fills the settings the config does not give itself."""
+        if isinstance(data, dict) and data.get("recipe") is not None:
+            recipe = RECIPES.get(data["recipe"])
+            if recipe is None:
+                raise ValueError(f"unknown recipe {data['recipe']!r}; recipes: {', '.join(RECIPES)}")
+            data = {**recipe, **data}
+        return data
+
+    @field_validator("data", "eval_data", mode="before")
     @classmethod
     def _one_source(cls, v: Any) -> Any:
         return [v] if isinstance(v, (str, os.PathLike, dict)) else v
@@ -160,6 +204,12 @@ class TrainConfig(_Strict):
     def _lora_only_options(self) -> "TrainConfig":
         if self.finetune == "lora" and self.train_vision_tower:
             raise ValueError("finetune='lora' keeps the vision tower frozen; unset train_vision_tower")
+        return self
+
+    @model_validator(mode="after")
+    def _eval_needs_data(self) -> "TrainConfig":
+        if self.eval_steps is not None and not self.eval_data:
+            raise ValueError("eval_steps is set but eval_data is empty")
         return self
 
     # -- derived -------------------------------------------------------------------------
@@ -225,10 +275,13 @@ def load_config(path: Union[str, Path], **overrides: Any) -> TrainConfig:
     for key in ("image_root", "output_dir"):
         if isinstance(raw.get(key), str):
             raw[key] = str(base / raw[key])
-    if isinstance(raw.get("data"), (list, tuple)):
-        raw["data"] = [_resolve_source(item, base) for item in raw["data"]]
-    elif isinstance(raw.get("data"), str):
-        raw["data"] = [_resolve_source(raw["data"], base)]
+    for key in ("data", "eval_data"):
+        if isinstance(raw.get(key), (list, tuple)):
+            raw[key] = [_resolve_source(item, base) for item in raw[key]]
+        elif isinstance(raw.get(key), str):
+            raw[key] = [_resolve_source(raw[key], base)]
+    if isinstance(raw.get("deepspeed"), str) and raw["deepspeed"].endswith(".json"):
+        raw["deepspeed"] = str(base / raw["deepspeed"])
     try:
         return TrainConfig.model_validate(raw)
     except ValidationError as exc:

@@ -15,7 +15,6 @@ sampler are plain Python objects that ``torch.utils.data.DataLoader`` accepts.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,42 +129,39 @@ def conversation_from_llava(record: Mapping[str, Any], *, task: Union[Task, str,
 
 
 def _records(path: Path) -> Iterator[tuple[str, Any]]:
-    """``(location, record)`` for each record of a ``.jsonl`` or ``.json`` file."""
-    try:
-        fh = path.open("r", encoding="utf-8")
-    except OSError as exc:
-        raise ParseError(f"cannot read training data {path}: {exc}") from exc
-    with fh:
-        if path.suffix.lower() == ".jsonl":
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    yield f"{path}:{lineno}", json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ParseError(f"{path}:{lineno}: not valid JSON: {exc}") from exc
-        elif path.suffix.lower() == ".json":
-            try:
-                data = json.load(fh)
-            except json.JSONDecodeError as exc:
-                raise ParseError(f"{path}: not valid JSON: {exc}") from exc
-            if not isinstance(data, list):
-                raise ParseError(f"{path}: a .json data file must hold a list of records")
-            for i, rec in enumerate(data):
-                yield f"{path}[{i}]", rec
-        else:
-            raise ParseError(f"training data {path} must be .jsonl or .json")
+    """``(location, record)`` for each record of a data file or folder, read through giqa's readers.
+
+    ``.json`` / ``.jsonl``: :func:`giqa.data.jsonstream.iter_json_records` (records stay raw, so
+    multi-turn LLaVA records keep every turn); ``.parquet`` and ``datasets`` folders (``giqa build
+    export --to parquet|hf``): :func:`giqa.data.writers.iter_samples`, as full samples.
+    """
+    from giqa.data.jsonstream import iter_json_records
+    from giqa.data.writers import iter_samples
+
+    if path.is_dir() or path.suffix.lower() == ".parquet":
+        if not path.exists():
+            raise ParseError(f"cannot read training data {path}: not found")
+        for i, sample in enumerate(iter_samples(path)):
+            yield f"{path}[{i}]", sample.model_dump(mode="json")
+        return
+    if path.suffix.lower() not in (".json", ".jsonl"):
+        raise ParseError(f"training data {path} must be .jsonl, .json, .parquet or a datasets folder")
+    if not path.is_file():
+        raise ParseError(f"cannot read training data {path}: not found")
+    suffix = ":" if path.suffix.lower() == ".jsonl" else "["
+    for i, rec in iter_json_records(path):
+        yield (f"{path}:{i + 1}" if suffix == ":" else f"{path}[{i}]"), rec
 
 
 def read_conversations(path: Union[str, os.PathLike[str]], *, task: Union[Task, str, None] = None) -> list[Conversation]:
-    """Every record of one data file as conversations; errors name the file and line/index."""
+    """Every record of one data file or folder as conversations; errors name the file and record."""
     path = Path(path)
     out = []
     for where, rec in _records(path):
         if not isinstance(rec, dict):
             raise ParseError(f"{where}: a record must be a JSON object")
         try:
-            if "conversations" in rec:
+            if "conversations" in rec and "question" not in rec:
                 out.append(conversation_from_llava(rec, task=task))
             else:
                 out.append(conversation_from_sample(Sample.model_validate(rec)))
@@ -226,6 +222,10 @@ class SftDataset:
     def tasks(self) -> list[Task]:
         return [c.task for c in self.conversations]
 
+    def lengths(self) -> list[int]:
+        """Characters of text per conversation (a tokenizer-free proxy of its length in tokens)."""
+        return [sum(len(text) for _, text in c.turns) for c in self.conversations]
+
 
 class TaskMixSampler:
     """Seeded sampler of dataset indices that mixes tasks by weight; one pass = one epoch.
@@ -237,6 +237,12 @@ class TaskMixSampler:
     replacement, cycling through fresh permutations when its share exceeds its size, and the
     epoch is shuffled. The order depends only on ``(seed, epoch)`` (:meth:`set_epoch`), so a
     resumed run sees the same batches.
+
+    ``lengths`` (one per sample) turns on grouping by modality and length, LLaVA's
+    ``group_by_modality_length`` with the task as the modality: the epoch's order is cut, per
+    task, into groups of ``group_size`` samples (one global micro-batch: per-device batch x
+    processes), each group sorted longest first, leftovers of all tasks pooled into mixed groups,
+    and the groups shuffled. Batches then hold one task and similar lengths (less padding).
     """
 
     def __init__(
@@ -246,8 +252,16 @@ class TaskMixSampler:
         *,
         seed: int = 0,
         num_samples: Optional[int] = None,
+        lengths: Optional[Sequence[int]] = None,
+        group_size: int = 1,
     ) -> None:
         self.tasks = [Task(t) for t in tasks]
+        if lengths is not None and len(lengths) != len(self.tasks):
+            raise ValueError(f"{len(lengths)} lengths for {len(self.tasks)} samples")
+        if group_size < 1:
+            raise ValueError(f"group_size must be >= 1, got {group_size}")
+        self.lengths = None if lengths is None else np.asarray(lengths, dtype=np.int64)
+        self.group_size = int(group_size)
         if not self.tasks:
             raise ValueError("TaskMixSampler needs at least one sample")
         self.seed = int(seed)
@@ -301,12 +315,39 @@ class TaskMixSampler:
 
     def __iter__(self) -> Iterator[int]:
         rng = np.random.default_rng([self.seed, self.epoch])
+        order = self._order(rng)
+        if self.lengths is not None:
+            order = self._grouped(order, rng)
+        return iter(order.tolist())
+
+    def _grouped(self, order: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """``order`` regrouped by task and length (see the class docstring); same multiset."""
+        assert self.lengths is not None
+        size = self.group_size
+        groups, leftovers = [], []
+        task_of = np.array([t.value for t in self.tasks])[order]
+        for task in sorted(set(task_of.tolist())):
+            members = order[task_of == task]
+            full = len(members) - len(members) % size
+            for start in range(0, full, size):
+                chunk = members[start : start + size]
+                groups.append(chunk[np.argsort(-self.lengths[chunk], kind="stable")])
+            leftovers.extend(members[full:].tolist())
+        rest = np.asarray(leftovers, dtype=np.int64)
+        for start in range(0, len(rest), size):
+            chunk = rest[start : start + size]
+            groups.append(chunk[np.argsort(-self.lengths[chunk], kind="stable")])
+        if not groups:
+            return order
+        return np.concatenate([groups[i] for i in rng.permutation(len(groups))])
+
+    def _order(self, rng: np.random.Generator) -> np.ndarray:
         if self.weights is None:
             idx = rng.permutation(len(self.tasks))
             if self.num_samples != len(idx):
                 reps = -(-self.num_samples // len(idx))
                 idx = np.concatenate([idx] + [rng.permutation(len(self.tasks)) for _ in range(reps - 1)])
-            return iter(idx[: self.num_samples].tolist())
+            return idx[: self.num_samples]
         parts = []
         for task, quota in self.quotas().items():
             if quota == 0:
@@ -315,5 +356,4 @@ class TaskMixSampler:
             reps = -(-quota // len(pool))
             drawn = np.concatenate([rng.permutation(pool) for _ in range(reps)])[:quota]
             parts.append(drawn)
-        idx = rng.permutation(np.concatenate(parts))
-        return iter(idx.tolist())
+        return rng.permutation(np.concatenate(parts))
