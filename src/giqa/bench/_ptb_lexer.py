@@ -128,7 +128,7 @@ def _first_class(pattern: str) -> Optional[re.Pattern]:
     try:
         from re import _parser as sre_parse  # type: ignore[attr-defined]  # Python >= 3.11
     except ImportError:  # pragma: no cover - Python 3.10
-        import sre_parse  # type: ignore[no-redef]
+        import sre_parse  # type: ignore[no-redef, unused-ignore]
     try:
         parts, _ = _first(sre_parse.parse(pattern))
     except _AnyChar:
