@@ -18,15 +18,32 @@ from giqa.models.callable import CallableLLM, scripted
         ("score = 1, because the cup is missing", 1),
         ("4", 4),
         ("3/4", 3),
-        ('{"score": 5}', None),
-        ('{"score": 2.5}', None),
+        ('{"score": 5}', 4),  # clamped to the scale
+        ('{"score": 2.5}', 2.5),
+        ("score: 2.5", 2.5),
+        ('{"score": "3"}', 3),
+        ("4 out of 10", 1.6),  # put on the 0-4 scale
+        ('{"Score": "8/10"}', 3.2),
+        ("Score: **3** - mostly right", 3),
         ("The description is good.", None),
-        ("7", None),
+        ("7", 4),
+        ("-1", 0),
         ("", None),
+        ('{"score": null}', None),
     ],
 )
 def test_parse_score(text, expected):
-    assert parse_score(text) == expected
+    got = parse_score(text)
+    assert got == (None if expected is None else pytest.approx(expected))
+
+
+def test_rescaled_or_clamped_scores_are_logged(caplog):
+    with caplog.at_level("WARNING", logger="giqa.bench.judge"):
+        assert parse_score("4 out of 10") == pytest.approx(1.6)
+        assert parse_score('{"score": 9}') == 4
+        assert parse_score('{"score": 3}') == 3
+    assert len(caplog.records) == 2
+    assert "out of 10" in caplog.records[0].getMessage() and "clamped" in caplog.records[1].getMessage()
 
 
 def test_parse_yes_no():
@@ -117,3 +134,44 @@ def test_judge_errors_are_wrapped():
         Judge(CallableLLM(boom)).score_descriptions(["a"], ["b"])
     with pytest.raises(ValueError):
         Judge(CallableLLM(boom)).score_descriptions(["a"], ["b", "c"])
+
+
+class _ServedLLM(CallableLLM):
+    """A CallableLLM that says which server it talks to (as OpenAICompatibleLLM does)."""
+
+    def __init__(self, fn, base_url, **kw):
+        super().__init__(fn, **kw)
+        self.base_url = base_url
+
+
+def test_cache_key_covers_the_server_url():
+    cache = JudgeCache()
+    a = _ServedLLM(_grader, "http://server-a/v1", model_id="grader")
+    b = _ServedLLM(_grader, "http://server-b/v1", model_id="grader")
+    assert Judge(a, cache=cache).base_url == "http://server-a/v1"
+    Judge(a, cache=cache).score_descriptions(["a"], ["a"])
+    Judge(b, cache=cache).score_descriptions(["a"], ["a"])
+    assert b.calls == 1 and len(cache) == 2  # same model name, another server: asked again
+    Judge(a, cache=cache).score_descriptions(["a"], ["a"])
+    assert a.calls == 1
+
+
+def test_replies_are_cached_before_a_later_batch_fails(tmp_path):
+    calls = []
+
+    def fn(messages):
+        calls.append(1)
+        if len(calls) > 2:
+            raise RuntimeError("server went away")
+        return '{"score": 2}'
+
+    judge = Judge(CallableLLM(fn), cache=tmp_path / "c.sqlite", batch_size=2)
+    from giqa.errors import BackendError
+
+    with pytest.raises(BackendError, match="went away"):
+        judge.score_descriptions(["a", "b", "c", "d"], ["r", "r", "r", "r"])
+    assert len(judge.cache) == 2  # the first batch's replies survive
+    judge.cache.close()
+    again = Judge(CallableLLM(lambda m: '{"score": 3}'), cache=tmp_path / "c.sqlite", batch_size=2)
+    res = again.score_descriptions(["a", "b", "c", "d"], ["r", "r", "r", "r"])
+    assert [r.score for r in res] == [2, 2, 3, 3] and [r.cached for r in res] == [True, True, False, False]

@@ -22,7 +22,10 @@ from giqa.bench.grounding import Instance, aggregate_grounding, exact_similarity
         ("yes, it is", True),
         ("No.", False),
         ("no, the sky is overexposed", False),
-        ("Yes and no.", None),
+        ("Yes and no.", True),  # the first word decides
+        ("Yes, there is no visible noise.", True),
+        ("**No**, yes it is", False),
+        ("I'd say yes and no", None),  # neither first: both words, unknown
         ("It is not clear.", None),  # "not" is not "no"
         ("Nothing is sharp, yesterday it was.", None),  # word-bounded
         ("", None),
@@ -153,3 +156,84 @@ def test_import_giqa_bench_is_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+# -- the other side: box precision / recall / F1 ------------------------------------------------
+def _brute_hits(preds, refs) -> int:
+    """Largest one-to-one set of (pred, ref) pairs with IoU > 0.5, by trying every injection."""
+    from itertools import permutations
+
+    from giqa.geometry import pairwise_iou
+
+    if not preds or not refs:
+        return 0
+    iou = pairwise_iou(np.array([p.box for p in preds]), np.array([r.box for r in refs]))
+    small, big = (iou, iou.T) if len(preds) <= len(refs) else (iou.T, iou)
+    best = 0
+    for perm in permutations(range(small.shape[1]), small.shape[0]):
+        best = max(best, sum(small[i, j] > 0.5 for i, j in enumerate(perm)))
+    return best
+
+
+def test_hits_are_a_maximum_matching_not_the_miou_matching():
+    # IoU p0-r0 0.522, p0-r1 0.25, p1-r0 0.429, p1-r1 0.094: the IoU-maximising matching
+    # (p0-r1, p1-r0: 0.679) has no pair over 0.5, the largest set over 0.5 is {p0-r0}
+    p0, p1 = I("a", 0.1, 0.1, 0.5, 0.6), I("a", 0.1, 0.0, 0.4, 0.5)
+    r0, r1 = I("a", 0.1, 0.2, 0.4, 0.7), I("a", 0.1, 0.4, 0.6, 0.8)
+    g = match_item([p0, p1], [r0, r1])
+    assert g.iou_sum == pytest.approx(0.25 + 0.4286, abs=1e-3)
+    assert g.hits == 1 == _brute_hits([p0, p1], [r0, r1])
+
+
+def test_hits_against_brute_force():
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        def boxes(k):
+            x1, y1 = rng.uniform(0, 0.5, k), rng.uniform(0, 0.5, k)
+            return [I("a", a, b, a + rng.uniform(0.1, 0.5), b + rng.uniform(0.1, 0.5)) for a, b in zip(x1, y1)]
+
+        preds, refs = boxes(int(rng.integers(0, 4))), boxes(int(rng.integers(0, 4)))
+        assert match_item(preds, refs).hits == _brute_hits(preds, refs)
+
+
+def test_box_precision_recall_f1():
+    from giqa.bench.grounding import box_precision_recall
+
+    refs = [I("a", 0, 0, 0.5, 0.5), I("b", 0.5, 0.5, 1, 1)]
+    exact = match_item(refs, refs)
+    spam = match_item(refs + [I("x", 0.6, 0, 0.9, 0.3)] * 8, refs)
+    p, r, f1, per = box_precision_recall([exact])
+    assert (p, r, f1, per) == (1.0, 1.0, 1.0, 2.0)
+    p, r, f1, per = box_precision_recall([spam])
+    assert p == pytest.approx(0.2) and r == 1.0 and f1 == pytest.approx(2 * 0.2 / 1.2) and per == 10.0
+    assert box_precision_recall([match_item([], refs)]) == (None, None, None, 0.0)
+
+
+def test_vectorised_small_items_equal_the_assignment_solver():
+    """match_items matches items of up to 3 x 3 instances all at once (permutations of the
+    padded matrices); match_item solves each with the Hungarian algorithm: same results."""
+    from giqa.bench.grounding import batch_iou, match_items
+
+    rng = np.random.default_rng(5)
+    names = ["a", "b", "The A", "c."]
+
+    def inst():
+        x1, y1 = rng.uniform(0, 0.7, 2)
+        return I(str(rng.choice(names)), x1, y1, x1 + rng.uniform(0.05, 0.4), y1 + rng.uniform(0.05, 0.4))
+
+    def near(b):
+        x1, y1, x2, y2 = np.clip(np.array(b.box) + rng.uniform(-0.05, 0.05, 4), 0, 1)
+        return I(str(rng.choice(names)), min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2))
+
+    items = []
+    for _ in range(3000):
+        refs = [inst() for _ in range(int(rng.integers(0, 5)))]
+        preds = [near(refs[int(rng.integers(len(refs)))]) if refs and rng.random() < 0.8 else inst()
+                 for _ in range(int(rng.integers(0, 5)))]
+        items.append((preds, refs))
+    fast = match_items(items)
+    for (preds, refs), iou, g in zip(items, batch_iou(items), fast):
+        ref = match_item(preds, refs, iou=iou) if iou is not None else match_item(preds, refs)
+        assert (g.n_pred, g.n_ref, g.tp, g.hits) == (ref.n_pred, ref.n_ref, ref.tp, ref.hits)
+        assert g.iou_sum == pytest.approx(ref.iou_sum, abs=1e-12)
+    assert sum(g.tp for g in fast) > 500 and sum(g.hits for g in fast) > sum(g.tp for g in fast)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from giqa.bench import BenchReport, Judge, bleu, read_bench, score, write_reports
+from giqa.errors import ParseError
 from giqa.bench.bootstrap import VqaArrays, bootstrap_cis
 from giqa.models.callable import CallableEmbedder, CallableLLM
 from giqa.types import Box, Sample
@@ -79,7 +80,8 @@ def test_score_hand_checked_bench():
     expected_bleu = bleu(["The sky is overexposed.", "The eyes are sharp."],
                          ["The sky is overexposed.", "The cat's eyes are sharp, the fur is soft."])
     assert m["bleu4"] == pytest.approx(expected_bleu.score * 100)
-    assert r.counts == {"des": 2, "vqa_y": 2, "vqa_w": 2, "missing": 0, "extra": 0, "judge_failed": 0}
+    assert r.counts == {"des": 2, "vqa_y": 2, "vqa_w": 2, "missing": 0, "extra": 0, "judge_failed": 0,
+                        "formats": {"giqa": 3, "plain": 3}}
     ps = {s["id"]: s for s in r.per_sample}
     assert ps["y2"]["yes_no"] is None and ps["y2"]["correct"] is False
     assert ps["d2"]["n_ref_boxes"] == 2 and ps["d2"]["n_pred_boxes"] == 1
@@ -118,7 +120,7 @@ def test_missing_extra_and_duplicate_predictions():
     preds = [{"id": "d1", "answer": "The sky."}, {"id": "zzz", "answer": "?"}]
     r = score(preds, _bench(), n_boot=0)
     assert r.counts["missing"] == 5 and r.counts["extra"] == 1
-    with pytest.raises(ValueError, match="twice"):
+    with pytest.raises(ParseError, match="'d1' appears twice \\(entries 1 and 2\\)"):
         score([{"id": "d1", "answer": "a"}, {"id": "d1", "answer": "b"}], _bench())
     with pytest.raises(ValueError, match="flavour"):
         score(PREDS, _bench(), bleu_flavour="nist")
@@ -138,7 +140,8 @@ def test_unparseable_judge_is_reported_and_left_out():
 def example_reports():
     gt = read_bench(EXAMPLE / "bench.jsonl")
     return {
-        fmt: score(EXAMPLE / f"predictions.{fmt}.jsonl", gt, fmt=fmt if fmt != "plain" else "giqa", n_boot=100)
+        fmt: score(EXAMPLE / f"predictions.{fmt}.jsonl", gt, fmt=fmt if fmt != "plain" else "giqa", n_boot=100,
+                   tokenizer="python")
         for fmt in ("giqa", "kosmos2", "qwen-vl", "plain")
     }
 
@@ -177,14 +180,14 @@ def test_report_files(tmp_path, example_reports):
     md = paths["md"].read_text()
     assert md.count("\n| ") >= 4 and "BLEU@4" in md and "N/A" in md and "95%" in md
     rows = paths["csv"].read_text().splitlines()
-    assert rows[0].startswith("method,des_miou,des_tag_recall,bleu4") and len(rows) == 3
+    assert rows[0].startswith("method,reference,bleu_flavour,des_miou,des_tag_recall,bleu4") and len(rows) == 3
     data = json.loads(paths["json"].read_text())
     assert data[1]["metrics"]["des_miou"] is None
     back = BenchReport.from_dict(data[0])
     assert back.metrics["bleu4"] == pytest.approx(example_reports["giqa"].metrics["bleu4"])
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     per = [json.loads(l) for l in next(p for k, p in paths.items() if k.startswith("per_sample")).read_text().splitlines()]
-    assert len(per) == 16 and {"id", "prediction", "iou_sum"} <= set(per[0])
+    assert len(per) == 16 and {"id", "prediction", "raw_prediction", "iou_sum", "box_hits"} <= set(per[0])
     assert not list(tmp_path.glob("*.incomplete"))
 
 

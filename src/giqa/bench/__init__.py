@@ -1,17 +1,24 @@
 """GIQA-Bench: the paper's evaluation (section 3.4, Table 5) for any grounding model.
 
-Metrics are pure functions and import no torch or transformers: BLEU@4 (:mod:`.bleu`,
-pycocoevalcap-exact without Java), Yes/No extraction (:mod:`.yesno`), mIoU and Tag-Recall
-(:mod:`.grounding`); the LLM judge (:mod:`.judge`) takes any :class:`giqa.models.LLM`.
-:func:`score` computes every Table 5 column, :mod:`.report` writes Markdown/CSV/JSON tables
-with bootstrap intervals and radar charts, :mod:`.runner` generates predictions.
+Metrics are pure functions and import no torch or transformers: BLEU@4 (:mod:`.bleu`, with
+pycocoevalcap's PTB tokenisation: the Java tokeniser when it can run, giqa's port of it
+otherwise, :mod:`.tokenizers`), Yes/No extraction (:mod:`.yesno`), mIoU and Tag-Recall with
+box precision / recall / F1 beside them (:mod:`.grounding`); the LLM judge (:mod:`.judge`)
+takes any :class:`giqa.models.LLM`. :func:`score` computes every Table 5 column (box format
+detected per answer by default, :mod:`.detect`), :mod:`.report` writes Markdown/CSV/JSON tables
+with bootstrap intervals, breakdowns, paired tests, provenance and radar charts,
+:mod:`.paper_table5` holds the paper's own rows, :mod:`.runner` generates predictions.
 """
 
 from giqa.bench.bleu import BleuResult, bleu
-from giqa.bench.grounding import Instance, aggregate_grounding, match_item
+from giqa.bench.detect import detect_format, markup_formats
+from giqa.bench.grounding import Instance, aggregate_grounding, box_precision_recall, match_item
 from giqa.bench.judge import Judge, JudgeCache, JudgeResult
-from giqa.bench.ptb import ptb_tokenize
-from giqa.bench.report import BenchReport, radar_chart, table5_markdown, write_reports
+from giqa.bench.paper_table5 import reference_reports
+from giqa.bench.ptb import ptb_tokenize, ptb_tokenize_batch
+from giqa.bench.report import (
+    BenchReport, compare_reports, radar_chart, table5_markdown, unique_names, write_reports,
+)
 from giqa.bench.scoring import Prediction, read_bench, read_predictions, score
 from giqa.bench.yesno import extract_yes_no, yes_no_accuracy
 
@@ -26,14 +33,21 @@ __all__ = [
     "acc_total",
     "aggregate_grounding",
     "bleu",
+    "box_precision_recall",
+    "compare_reports",
+    "detect_format",
     "extract_yes_no",
+    "markup_formats",
     "match_item",
     "ptb_tokenize",
+    "ptb_tokenize_batch",
     "radar_chart",
     "read_bench",
     "read_predictions",
+    "reference_reports",
     "score",
     "table5_markdown",
+    "unique_names",
     "write_reports",
     "yes_no_accuracy",
 ]

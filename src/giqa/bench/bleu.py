@@ -1,6 +1,8 @@
 """BLEU@4 as captioning papers compute it (COCO-caption / pycocoevalcap), plus sacreBLEU 13a.
 
-``flavour="coco"`` (default): PTB tokenisation (:func:`giqa.bench.ptb.ptb_tokenize`), corpus-level
+``flavour="coco"`` (default): PTB tokenisation as pycocoevalcap does it (the Java
+PTBTokenizer when it can run, giqa's port otherwise: :mod:`giqa.bench.tokenizers`; references
+and hypotheses are two batches, as pycocoevalcap tokenises them), corpus-level
 BLEU-4 with pycocoevalcap's details: clipped n-gram counts against the per-n-gram maximum over
 references, the *closest* reference length per item (ties -> the shorter one), and the
 ``tiny = 1e-15`` / ``small = 1e-9`` terms it adds to every precision and to the length ratio.
@@ -20,7 +22,6 @@ from typing import Literal, Optional, Sequence, Union
 
 import numpy as np
 
-from giqa.bench.ptb import ptb_tokenize
 
 __all__ = ["BleuResult", "bleu", "coco_bleu_tokens", "bleu_stats", "bleu_from_stats", "FLAVOURS"]
 
@@ -37,7 +38,8 @@ class BleuResult:
     ``score``: BLEU-``n`` in ``[0, 1]``; ``bleus``: cumulative BLEU-1..n; ``ratio``: hypothesis
     length / effective reference length; ``stats``: ``(N, 2 + 2n)`` float64 per-item sufficient
     statistics ``[testlen, reflen, guess_1..n, correct_1..n]`` (coco flavour only; bootstrap
-    resamples rows of it); ``flavour``: how it was computed.
+    resamples rows of it); ``flavour``: how it was computed; ``tokenizer``: the PTB tokeniser
+    that ran (coco flavour on raw text; None on given tokens and for sacreBLEU).
     """
 
     score: float
@@ -45,13 +47,14 @@ class BleuResult:
     ratio: float
     flavour: str
     stats: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 10)))
+    tokenizer: Optional[str] = None
 
 
 def _ngram_counts(words: Sequence[str], n: int) -> list[Counter]:
     """One Counter per order 1..n (unigrams as str, higher orders as tuples)."""
-    out = [Counter(words)]
+    out: list[Counter] = [Counter(words)]
     for k in range(2, n + 1):
-        out.append(Counter(zip(*(words[i:] for i in range(k)))))
+        out.append(Counter(zip(*(words[i:] for i in range(k)))))  # type: ignore[arg-type]
     return out
 
 
@@ -205,20 +208,28 @@ def bleu(
     *,
     flavour: Flavour = "coco",
     n: int = 4,
+    tokenizer: Union[str, object] = "auto",
 ) -> BleuResult:
     """Corpus BLEU-``n`` of raw-text ``hypotheses`` against ``references`` (one str or a list
     of str per item). Strip coordinates first (:func:`giqa.text.strip_coordinates`).
+    ``tokenizer`` (coco flavour): ``"auto"``, ``"java"`` or ``"python"``
+    (:mod:`giqa.bench.tokenizers`); the result names the one that ran.
 
-    >>> round(bleu(["the sky is blurry ."], ["the sky is blurry ."]).score, 6)
+    >>> round(bleu(["the sky is blurry ."], ["the sky is blurry ."], tokenizer="python").score, 6)
     1.0
     """
     refs = _as_ref_sets(references)
     if len(hypotheses) != len(refs):
         raise ValueError(f"{len(hypotheses)} hypotheses but {len(refs)} reference sets")
     if flavour == "coco":
-        return coco_bleu_tokens(
-            [ptb_tokenize(h) for h in hypotheses], [[ptb_tokenize(r) for r in rs] for rs in refs], n
-        )
+        from giqa.bench.tokenizers import tokenize_batches
+
+        flat = [r for rs in refs for r in rs]
+        (ref_toks, hyp_toks), name, _ = tokenize_batches([flat, list(hypotheses)], tokenizer)
+        it = iter(ref_toks)
+        ref_sets = [[next(it) for _ in rs] for rs in refs]
+        res = coco_bleu_tokens(hyp_toks, ref_sets, n)
+        return BleuResult(res.score, res.bleus, res.ratio, "coco", res.stats, name)
     if flavour == "sacrebleu-13a":
         from giqa.errors import require
 

@@ -1,9 +1,10 @@
 """LLM judge for LLM-Score, Acc(W) and the optional Yes/No fallback.
 
 Prompts are versioned package data (``giqa/bench/prompts/<name>.<version>.txt``). Every answer
-is cached under a key made of the judge model id, prompt name, prompt version, the prompt
-template's hash, the generation parameters and the inputs, so a second identical call never
-reaches the model. Output that does not parse is retried (up to ``max_retries`` more times,
+is cached under a key made of the judge model id, its server URL (``base_url``, for HTTP
+judges), prompt name, prompt version, the prompt template's hash, the generation parameters
+and the inputs, so a second identical call never reaches the model. Each readable reply is
+cached as soon as its batch returns, so replies already received survive a later failure. Output that does not parse is retried (up to ``max_retries`` more times,
 with a reminder of the expected format); what still fails is returned with ``score=None`` and
 an ``error``, and the scorer reports it (it is left out of the mean, never silently zeroed).
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import sqlite3
 import threading
@@ -37,34 +39,71 @@ def load_prompt(name: str, version: str = PROMPT_VERSION) -> str:
         raise ValueError(f"no judge prompt {name!r} version {version!r}") from None
 
 
-_SCORE_KEY = re.compile(r'"?score"?\s*[:=]\s*"?([0-4](?:\.0+)?)\b', re.IGNORECASE)
-_BARE = re.compile(r"\s*([0-4])(?:\s*/\s*4)?\s*\.?\s*")
+SCALE = 4.0  # judge scores are 0..4
+_NUMBER = r"[-+]?(?:\d+(?:\.\d+)?|\.\d+)"
+_OUT_OF = rf"\s*(?:/|out\s+of)\s*({_NUMBER})"
+_SCORE_KEY = re.compile(rf'"?score"?\s*(?:[:=]|is|of)?[\s*"]*({_NUMBER})(?:{_OUT_OF})?', re.IGNORECASE)
+_WHOLE = re.compile(rf"\W*({_NUMBER})(?:{_OUT_OF})?\W*", re.IGNORECASE)
+_ANY_OUT_OF = re.compile(rf"({_NUMBER}){_OUT_OF}", re.IGNORECASE)
+_log = logging.getLogger(__name__)
 
 
-def parse_score(text: str) -> Optional[int]:
-    """An integer 0..4 from judge output: a JSON ``{"score": n}``, ``score: n``, or a bare digit.
+def parse_score(text: str) -> Optional[float]:
+    """A score on the 0..4 scale from judge output, or None when there is none.
 
-    Anything else (other numbers, prose without a score) gives ``None``.
+    Read, in this order: JSON ``{"score": n}`` (a number or a numeric string), ``score: n``
+    / ``score = n`` anywhere, a reply that is just a number, and ``N out of M`` / ``N/M``
+    anywhere. Decimals are kept (``2.5``); ``N out of M`` (or ``N/M``) is put on the 0..4
+    scale as ``4 * N / M``; a value off the scale is clamped to 0 or 4. Every rescaled or
+    clamped reading is logged (``giqa.bench.judge``, level WARNING).
     """
     s = text.strip()
     if s.startswith("```"):
-        s = s.strip("`").removeprefix("json").strip()
+        s = s.strip("`").strip()
+        s = s[4:].strip() if s.lower().startswith("json") else s
+    got = _from_json(s)
+    if got is None:
+        m = _SCORE_KEY.search(s) or _WHOLE.fullmatch(s) or _ANY_OUT_OF.search(s)
+        got = (m.group(1), m.group(2)) if m else None
+    if got is None:
+        return None
+    value, out_of = got
+    try:
+        v = float(value)
+        m_ = float(out_of) if out_of is not None else None
+    except ValueError:
+        return None
+    if m_ is not None:
+        if m_ <= 0:
+            return None
+        if m_ != SCALE:
+            _log.warning("judge reply %r read as %s out of %s: %.3f on the 0-4 scale", text[:80], value, out_of, v * SCALE / m_)
+        v = v * SCALE / m_
+    if not 0.0 <= v <= SCALE:
+        clamped = min(max(v, 0.0), SCALE)
+        _log.warning("judge score %s in %r is off the 0-4 scale; clamped to %s", v, text[:80], clamped)
+        v = clamped
+    return v
+
+
+def _from_json(s: str) -> Optional[tuple[str, Optional[str]]]:
+    """``(value, out_of)`` from a JSON reply ``{"score": ...}`` or a bare JSON number."""
     try:
         obj = json.loads(s)
     except ValueError:
-        obj = None
-    if isinstance(obj, dict) and "score" in obj:
-        v = obj["score"]
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and float(v).is_integer() and 0 <= v <= 4:
-            return int(v)
         return None
-    if isinstance(obj, int) and not isinstance(obj, bool) and 0 <= obj <= 4:
-        return obj
-    m = _SCORE_KEY.search(s)
-    if m:
-        return int(float(m.group(1)))
-    m = _BARE.fullmatch(s)
-    return int(m.group(1)) if m else None
+    if isinstance(obj, dict):
+        v = next((val for key, val in obj.items() if str(key).lower() == "score"), None)
+    else:
+        v = obj
+    if isinstance(v, bool) or v is None:
+        return None
+    if isinstance(v, (int, float)):
+        return repr(float(v)), None
+    if isinstance(v, str):
+        m = _WHOLE.fullmatch(v.strip())
+        return (m.group(1), m.group(2)) if m else None
+    return None
 
 
 def parse_yes_no(text: str) -> Optional[str]:
@@ -83,10 +122,11 @@ def parse_yes_no(text: str) -> Optional[str]:
 
 @dataclass(frozen=True)
 class JudgeResult:
-    """``score``: 0..4 (or for yes/no: 1 yes, 0 no, None unknown); ``raw``: the last reply;
-    ``attempts``: model calls made for it (0 when cached); ``error``: why it failed, if it did."""
+    """``score``: 0..4, decimals allowed (or for yes/no: 1 yes, 0 no, None unknown); ``raw``:
+    the last reply; ``attempts``: model calls made for it (0 when cached); ``error``: why it
+    failed, if it did."""
 
-    score: Optional[int]
+    score: Optional[float]
     raw: str
     attempts: int
     cached: bool
@@ -181,6 +221,12 @@ class Judge:
         return str(getattr(self.llm, "model_id", "unknown"))
 
     @property
+    def base_url(self) -> Optional[str]:
+        """The server URL of an HTTP judge (None for a local model)."""
+        url = getattr(getattr(self.llm, "settings", None), "base_url", None) or getattr(self.llm, "base_url", None)
+        return str(url) if url else None
+
+    @property
     def random_weights(self) -> bool:
         return bool(getattr(self.llm, "random_weights", False))
 
@@ -217,6 +263,7 @@ class Judge:
     def _key(self, name: str, template: str, inputs: dict[str, str]) -> str:
         payload = {
             "model": self.model_id,
+            "base_url": self.base_url,
             "prompt": name,
             "version": self.prompt_version,
             "template_sha256": hashlib.sha256(template.encode()).hexdigest(),
@@ -226,60 +273,52 @@ class Judge:
         return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
     def _generate(self, conversations: list[list[dict[str, str]]]) -> list[str]:
-        outs: list[str] = []
-        for i in range(0, len(conversations), self.batch_size):
-            chunk = conversations[i : i + self.batch_size]
-            self.model_calls += len(chunk)
-            try:
-                got = self.llm.generate(chunk, max_new_tokens=self.max_new_tokens, temperature=self.temperature)
-            except BackendError:
-                raise
-            except Exception as exc:  # wrap at the boundary, keep the cause
-                raise BackendError(f"judge model {self.model_id!r} failed: {exc}") from exc
-            if len(got) != len(chunk):
-                raise BackendError(f"judge returned {len(got)} answers for {len(chunk)} prompts")
-            outs.extend(got)
-        return outs
+        """One ``generate`` call for a batch (its size at most ``batch_size``)."""
+        self.model_calls += len(conversations)
+        try:
+            got = self.llm.generate(conversations, max_new_tokens=self.max_new_tokens, temperature=self.temperature)
+        except BackendError:
+            raise
+        except Exception as exc:  # wrap at the boundary, keep the cause
+            raise BackendError(f"judge model {self.model_id!r} failed: {exc}") from exc
+        if len(got) != len(conversations):
+            raise BackendError(f"judge returned {len(got)} answers for {len(conversations)} prompts")
+        return list(got)
 
     def _run(self, name: str, inputs: list[dict[str, str]], parse, reminder: str) -> list[JudgeResult]:
         template = load_prompt(name, self.prompt_version)
-        results: list[Optional[JudgeResult]] = [None] * len(inputs)
         keys = [self._key(name, template, inp) for inp in inputs]
+        results: list[Optional[JudgeResult]] = [None] * len(inputs)
         pending: list[int] = []
         for i, key in enumerate(keys):
             raw = self.cache.get(key)
-            if raw is not None:
-                score = parse(raw)
-                if score is not None:
-                    results[i] = JudgeResult(score, raw, 0, True)
-                    continue
-            pending.append(i)
+            score = parse(raw) if raw is not None else None
+            if raw is not None and score is not None:
+                results[i] = JudgeResult(score, raw, 0, True)
+            else:
+                pending.append(i)
         convs = {i: [{"role": "user", "content": template.format(**inputs[i])}] for i in pending}
         attempts = {i: 0 for i in pending}
         last: dict[int, str] = {}
-        for attempt in range(self.max_retries + 1):
+        for _ in range(self.max_retries + 1):
+            still: list[int] = []
+            for start in range(0, len(pending), self.batch_size):
+                batch = pending[start : start + self.batch_size]
+                for i, raw in zip(batch, self._generate([convs[i] for i in batch])):
+                    attempts[i] += 1
+                    last[i] = raw
+                    score = parse(raw)
+                    if score is not None:  # cached at once: a later failing batch loses nothing
+                        self.cache.put(keys[i], raw)
+                        results[i] = JudgeResult(score, raw, attempts[i], False)
+                    else:
+                        convs[i] = convs[i] + [{"role": "assistant", "content": raw}, {"role": "user", "content": reminder}]
+                        still.append(i)
+            pending = still
             if not pending:
                 break
-            replies = self._generate([convs[i] for i in pending])
-            still = []
-            for i, raw in zip(pending, replies):
-                attempts[i] += 1
-                last[i] = raw
-                score = parse(raw)
-                if score is not None:
-                    self.cache.put(keys[i], raw)
-                    results[i] = JudgeResult(score, raw, attempts[i], False)
-                else:
-                    convs[i] = convs[i] + [
-                        {"role": "assistant", "content": raw},
-                        {"role": "user", "content": reminder},
-                    ]
-                    still.append(i)
-            pending = still
         for i in pending:
-            results[i] = JudgeResult(
-                None, last[i], attempts[i], False, error=f"unparseable judge output after {attempts[i]} attempts"
-            )
+            results[i] = JudgeResult(None, last[i], attempts[i], False, error=f"unparseable judge output after {attempts[i]} attempts")
         return [r for r in results if r is not None]
 
 

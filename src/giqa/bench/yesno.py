@@ -1,9 +1,16 @@
 """Yes/No extraction for Acc(Y): word-bounded, case-insensitive, no model needed.
 
-Rule (the paper says only "matching with the word Yes or No"): an answer containing the word
-"yes" and not the word "no" is Yes; one containing "no" and not "yes" is No; anything else
-(both, neither) is unknown and counts as wrong unless a judge resolves it. Words are runs of
-letters, so "Yes." "YES!" "yes," match, "nothing", "not" and "yesterday" do not.
+Rule (the paper says only "matching with the word Yes or No"):
+
+1. **first word**: if the answer's first word is "yes" or "no", that is the answer, whatever
+   follows ("Yes, there is no visible noise." is Yes; "No, it is not blurry, yes." is No);
+2. otherwise an answer containing the word "yes" and not the word "no" is Yes, one containing
+   "no" and not "yes" is No ("The answer is yes.");
+3. anything else (both, neither) is unknown and counts as wrong unless a judge resolves it.
+
+Words are runs of letters (case ignored), so "Yes." "YES!" "**No**," match, and "nothing",
+"not", "nope" and "yesterday" do not; anything before the first letter (markdown, quotes,
+bullets) is skipped.
 """
 
 from __future__ import annotations
@@ -19,12 +26,16 @@ _WORDS = re.compile(r"[a-z]+")
 
 
 def extract_yes_no(text: str) -> Optional[bool]:
-    """``True`` for Yes, ``False`` for No, ``None`` when unknown (both or neither word).
+    """``True`` for Yes, ``False`` for No, ``None`` when unknown (see the module doc).
 
-    >>> extract_yes_no("Yes, the texture is clear."), extract_yes_no("No."), extract_yes_no("Not sure")
+    >>> extract_yes_no("Yes, there is no visible noise."), extract_yes_no("No."), extract_yes_no("Not sure")
     (True, False, None)
     """
-    words = set(_WORDS.findall(text.lower()))
+    low = text.lower()
+    first = _WORDS.search(low)
+    if first is not None and first.group() in ("yes", "no"):
+        return first.group() == "yes"
+    words = set(_WORDS.findall(low))
     yes, no = "yes" in words, "no" in words
     if yes and not no:
         return True

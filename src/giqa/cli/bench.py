@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from giqa.bench.items import FORMAT_CHOICES
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("bench", help="GIQA-Bench: generate answers and score them",
@@ -32,16 +34,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s = sub.add_parser("score", help="score prediction files in Table 5's layout")
     s.add_argument("predictions", nargs="+", help="predictions JSONL ({id, answer} per line), one per model")
     s.add_argument("--gt", required=True, help="bench file (JSONL of giqa Samples)")
-    s.add_argument("--format", action="append", default=None, dest="fmt",
-                   help="box format of the predictions: giqa, giqa-norm, kosmos2, qwen-vl, shikra, ferret, "
-                        "florence2, paligemma (default: giqa); once for all files, or once per file in order")
-    s.add_argument("--name", action="append", default=None, help="row name per predictions file (repeat)")
+    s.add_argument("--format", action="append", default=None, dest="fmt", choices=FORMAT_CHOICES,
+                   help="box format of the predictions: auto (default: each answer's own markup; files may mix "
+                        "formats), giqa, giqa-norm, kosmos2, qwen-vl, shikra, ferret, florence2, paligemma; "
+                        "once for all files, or once per file in order")
+    s.add_argument("--name", action="append", default=None,
+                   help="row name per predictions file (repeat; default: the file name, with its folder on a clash)")
     s.add_argument("--out", default=None, help="directory for report.md/.csv/.json, per-sample JSONL and radar.png")
     s.add_argument("--bleu", default="coco", choices=("coco", "sacrebleu-13a"), help="BLEU flavour (default: coco)")
+    s.add_argument("--tokenizer", default="auto", choices=("auto", "java", "python"),
+                   help="PTB tokenizer for coco BLEU: auto (default: pycocoevalcap's Java PTBTokenizer when java and "
+                        "its jar are there, else giqa's Python port), java, python")
     s.add_argument("--judge", default=None, help="judge LLM backend: transformers or openai (default: none -> N/A)")
     s.add_argument("--judge-model", default=None, help="judge model id (hub id, local dir, or server model name)")
     s.add_argument("--judge-base-url", default=None, help="OpenAI-compatible server URL up to /v1 (--judge openai)")
     s.add_argument("--judge-device", default=None, help="device of a transformers judge")
+    s.add_argument("--judge-timeout", type=float, default=None, help="seconds per judge request (--judge openai)")
+    s.add_argument("--judge-retries", type=int, default=None,
+                   help="retries of a failed judge request (--judge openai; default: the backend's 4)")
+    s.add_argument("--judge-parse-retries", type=int, default=2,
+                   help="extra attempts when a judge reply cannot be read (default: 2)")
     s.add_argument("--judge-cache", default=None, help="SQLite judge cache (default: <out>/judge_cache.sqlite)")
     s.add_argument("--yes-no-fallback", action="store_true", help="ask the judge about unreadable Yes/No answers")
     s.add_argument("--embedder", default=None,
@@ -49,6 +61,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--embedder-model", default=None, help="embedder model id or local directory")
     s.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs (default: 1000)")
     s.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
+    s.add_argument("--reference", nargs="*", default=None, metavar="METHOD",
+                   help="add the paper's Table 5 rows (all, or those whose name contains a METHOD) as references")
+    s.add_argument("--no-compare", action="store_true", help="no paired bootstrap tests between the files")
     s.add_argument("--no-radar", action="store_true", help="do not draw radar.png")
     s.set_defaults(func=_score)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
@@ -83,43 +98,104 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
-    from giqa.bench.judge import Judge
-    from giqa.bench.report import table5_markdown, write_reports
+    from giqa.bench.report import compare_reports, table5_markdown, unique_names, write_reports
     from giqa.bench.scoring import read_bench, score
-    from giqa.models.registry import create
 
-    if args.name and len(args.name) != len(args.predictions):
-        raise SystemExit(f"giqa bench score: {len(args.name)} --name for {len(args.predictions)} prediction files")
-    fmts = args.fmt or ["giqa"]
-    if len(fmts) == 1:
-        fmts = fmts * len(args.predictions)
-    elif len(fmts) != len(args.predictions):
-        raise SystemExit(f"giqa bench score: {len(fmts)} --format for {len(args.predictions)} prediction files "
-                         "(give one for all, or one per file)")
-    gt = read_bench(args.gt)
-    judge = embedder = None
-    if args.judge:
-        llm = create("llm", args.judge, **_settings(model_id=args.judge_model, base_url=args.judge_base_url,
-                                                    device=args.judge_device))
-        cache = args.judge_cache or (str(Path(args.out) / "judge_cache.sqlite") if args.out else None)
-        judge = Judge(llm, cache=cache)
+    fmts = _formats(args)
+    try:
+        gt = read_bench(args.gt)
+        refs = _references(args)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"giqa bench score: error: {exc}") from None
+    names = args.name or unique_names(args.predictions)
+    judge, embedder = _judge(args), None
     if args.embedder:
+        from giqa.models.registry import create
+
         embedder = create("embedder", args.embedder, **_settings(model_id=args.embedder_model))
     try:
         reports = []
         for k, path in enumerate(args.predictions):
-            name = args.name[k] if args.name else Path(path).stem
-            reports.append(score(path, gt, fmt=fmts[k], judge=judge, embedder=embedder, bleu_flavour=args.bleu,
-                                 yes_no_fallback=args.yes_no_fallback, name=name, n_boot=args.bootstrap,
-                                 seed=args.seed))
+            try:
+                reports.append(score(path, gt, fmt=fmts[k], judge=judge, embedder=embedder, bleu_flavour=args.bleu,
+                                     tokenizer=args.tokenizer, yes_no_fallback=args.yes_no_fallback, name=names[k],
+                                     n_boot=args.bootstrap, seed=args.seed, command=_command_line(args)))
+            except OSError as exc:
+                raise SystemExit(f"giqa bench score: error: {exc}") from None
     finally:
         if judge is not None:
             judge.llm.close()
             judge.cache.close()
         if embedder is not None:
             embedder.close()
-    print(table5_markdown(reports), end="")
+    comparisons = [] if args.no_compare else compare_reports(reports, n_boot=args.bootstrap, seed=args.seed)
+    print(table5_markdown(reports + refs, comparisons=comparisons), end="")
     if args.out:
-        paths = write_reports(reports, args.out, radar=not args.no_radar)
+        paths = write_reports(reports + refs, args.out, radar=not args.no_radar, comparisons=comparisons)
         print(f"reports written to {args.out}: {', '.join(sorted(p.name for p in paths.values()))}")
     return 0
+
+
+def _formats(args: argparse.Namespace) -> list[str]:
+    if args.name and len(args.name) != len(args.predictions):
+        raise SystemExit(f"giqa bench score: {len(args.name)} --name for {len(args.predictions)} prediction files")
+    if args.name and len(set(args.name)) != len(args.name):
+        raise SystemExit(f"giqa bench score: --name values must differ, got {args.name}")
+    fmts = args.fmt or ["auto"]
+    if len(fmts) == 1:
+        return fmts * len(args.predictions)
+    if len(fmts) != len(args.predictions):
+        raise SystemExit(f"giqa bench score: {len(fmts)} --format for {len(args.predictions)} prediction files "
+                         "(give one for all, or one per file)")
+    return fmts
+
+
+def _references(args: argparse.Namespace) -> list:
+    if args.reference is None:
+        return []
+    from giqa.bench.paper_table5 import reference_reports
+
+    return reference_reports(args.reference or None)
+
+
+def _judge(args: argparse.Namespace):
+    if not args.judge:
+        if args.judge_timeout is not None or args.judge_retries is not None:
+            raise SystemExit("giqa bench score: --judge-timeout/--judge-retries need --judge")
+        return None
+    from giqa.bench.judge import Judge
+    from giqa.models.registry import create
+
+    http = _settings(timeout_s=args.judge_timeout, max_retries=args.judge_retries)
+    if http and args.judge != "openai":
+        raise SystemExit("giqa bench score: --judge-timeout/--judge-retries apply to --judge openai only")
+    llm = create("llm", args.judge, **_settings(model_id=args.judge_model, base_url=args.judge_base_url,
+                                                device=args.judge_device), **http)
+    cache = args.judge_cache or (str(Path(args.out) / "judge_cache.sqlite") if args.out else None)
+    return Judge(llm, cache=cache, max_retries=args.judge_parse_retries)
+
+
+def _command_line(args: argparse.Namespace) -> list[str]:
+    """The command as it ran (options that differ from their defaults), for the report."""
+    out = ["giqa", "bench", "score", *args.predictions, "--gt", args.gt]
+    for flag, value in (("--format", args.fmt), ("--name", args.name)):
+        for v in value or []:
+            out += [flag, v]
+    for flag, value, default in (
+        ("--out", args.out, None), ("--bleu", args.bleu, "coco"), ("--tokenizer", args.tokenizer, "auto"),
+        ("--judge", args.judge, None), ("--judge-model", args.judge_model, None),
+        ("--judge-base-url", args.judge_base_url, None), ("--judge-device", args.judge_device, None),
+        ("--judge-timeout", args.judge_timeout, None), ("--judge-retries", args.judge_retries, None),
+        ("--judge-parse-retries", args.judge_parse_retries, 2), ("--judge-cache", args.judge_cache, None),
+        ("--embedder", args.embedder, None), ("--embedder-model", args.embedder_model, None),
+        ("--bootstrap", args.bootstrap, 1000), ("--seed", args.seed, 0),
+    ):
+        if value != default:
+            out += [flag, str(value)]
+    for flag, on in (("--yes-no-fallback", args.yes_no_fallback), ("--no-compare", args.no_compare),
+                     ("--no-radar", args.no_radar)):
+        if on:
+            out.append(flag)
+    if args.reference is not None:
+        out += ["--reference", *args.reference]
+    return out

@@ -1,0 +1,270 @@
+"""Reading bench and prediction files, and turning each bench item into a :class:`ScoredItem`.
+
+A prediction is ``{"id": <sample id>, "answer": <model output>}``. Its boxes are read in the
+format given, or, with ``fmt="auto"`` (the default), in the format its own markup shows
+(:mod:`giqa.bench.detect`; answers without markup are plain text). References are giqa's
+grounded syntax on the sample's grid. Duplicate ids are an input error naming their lines.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, Optional, Sequence, Union
+
+from giqa.bench.detect import detect_format, markup_formats
+from giqa.bench.grounding import Instance, ItemGrounding
+from giqa.errors import ParseError
+from giqa.types import Sample, Task, VqaKind
+
+__all__ = [
+    "Prediction", "ScoredItem", "read_bench", "read_predictions", "as_predictions", "index_predictions", "build_items",
+    "format_counts", "warn_other_markup", "FORMAT_CHOICES",
+]
+
+#: ``fmt`` values :func:`build_items` takes.
+FORMAT_CHOICES = ("auto", "giqa", "giqa-norm", "kosmos2", "qwen-vl", "shikra", "ferret", "florence2", "paligemma")
+
+
+class Prediction(NamedTuple):
+    """One model output for one bench item (``line``: where it was read, if from a file).
+
+    A named tuple: files of 100,000 predictions are read into these."""
+
+    id: str
+    answer: str
+    model: Optional[str] = None
+    line: Optional[int] = None
+
+
+@dataclass(slots=True)
+class ScoredItem:
+    """One bench item while it is scored (text without coordinates, boxes as instances)."""
+
+    sample: Sample
+    raw: str  # the model's answer as given ("" when missing)
+    missing: bool
+    fmt: Optional[str]  # the box format it was read in (None: plain text)
+    clean: str
+    pred: list[Instance]
+    reference: str
+    ref: list[Instance]
+    issues: list[str]
+    is_yes_no: bool = False
+    question: str = ""
+    grounding: ItemGrounding = field(default_factory=lambda: ItemGrounding(0.0, 0, 0, 0, 0))
+    gt_yes: Optional[bool] = None
+    yes_no: Optional[str] = None
+    correct: Optional[bool] = None
+    judge_score: Optional[float] = None
+    judge_raw: Optional[str] = None
+    judge_error: Optional[str] = None
+
+    def row(self) -> dict[str, Any]:
+        """The per-sample record of a report (JSON-ready)."""
+        g = self.grounding
+        row: dict[str, Any] = {
+            "id": self.sample.id,
+            "task": self.sample.task.value,
+            "vqa_kind": self.sample.vqa_kind.value if self.sample.vqa_kind else None,
+            "missing": self.missing,
+            "raw_prediction": self.raw,
+            "format": self.fmt,
+            "prediction": self.clean,
+            "reference": self.reference,
+            "pred": [{"name": name, "box": list(box)} for name, box in self.pred],
+            "ref": [{"name": name, "box": list(box)} for name, box in self.ref],
+            "issues": self.issues,
+            "n_pred_boxes": g.n_pred, "n_ref_boxes": g.n_ref, "iou_sum": g.iou_sum, "tag_tp": g.tp, "box_hits": g.hits,
+        }
+        if self.is_yes_no:
+            row.update(gt=("yes" if self.gt_yes else "no"), yes_no=self.yes_no, correct=self.correct)
+        if self.judge_raw is not None or self.judge_error is not None:
+            row.update(judge_score=self.judge_score, judge_raw=self.judge_raw, judge_error=self.judge_error)
+        return row
+
+
+# -- reading ----------------------------------------------------------------------------------
+def _jsonl(path: Union[str, Path]) -> Iterable[tuple[int, dict[str, Any]]]:
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"no such file: {p}")
+    with p.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError as exc:
+                raise ParseError(f"{p}:{lineno}: not JSON ({exc})") from exc
+            if not isinstance(rec, dict):
+                raise ParseError(f"{p}:{lineno}: expected a JSON object")
+            yield lineno, rec
+
+
+def read_bench(path: Union[str, Path]) -> list[Sample]:
+    """A bench file: JSONL, one :class:`giqa.types.Sample` per line (ids must be unique)."""
+    out: list[Sample] = []
+    seen: dict[str, int] = {}
+    for lineno, rec in _jsonl(path):
+        try:
+            s = Sample.model_validate(rec)
+        except ValueError as exc:
+            raise ParseError(f"{path}:{lineno}: not a Sample: {exc}") from exc
+        if s.id in seen:
+            raise ParseError(f"{path}: the id {s.id!r} appears twice (lines {seen[s.id]} and {lineno})")
+        seen[s.id] = lineno
+        out.append(s)
+    return out
+
+
+def read_predictions(path: Union[str, Path]) -> list[Prediction]:
+    """A predictions file: JSONL of ``{"id": str, "answer": str}`` (extra keys such as
+    ``model`` are allowed)."""
+    out = []
+    for lineno, rec in _jsonl(path):
+        pid, ans = rec.get("id"), rec.get("answer")
+        if not isinstance(pid, (str, int)) or isinstance(pid, bool) or not isinstance(ans, str):
+            raise ParseError(f"{path}:{lineno}: a prediction needs a string 'id' and a string 'answer'")
+        model = rec.get("model")
+        out.append(Prediction(str(pid), ans, model if isinstance(model, str) else None, lineno))
+    return out
+
+
+def as_predictions(predictions: Any) -> list[Prediction]:
+    """Predictions from a JSONL path, a mapping ``id -> answer`` or a sequence of
+    :class:`Prediction` / dicts."""
+    if isinstance(predictions, (str, Path)):
+        return read_predictions(predictions)
+    if isinstance(predictions, Mapping):
+        return [Prediction(str(k), v) for k, v in predictions.items()]
+    out = []
+    for k, p in enumerate(predictions):
+        if isinstance(p, Prediction):
+            out.append(p)
+        elif isinstance(p, Mapping):
+            if "id" not in p or not isinstance(p.get("answer"), str):
+                raise ParseError(f"prediction {k}: needs an 'id' and a string 'answer'")
+            out.append(Prediction(str(p["id"]), p["answer"], p.get("model")))
+        else:
+            raise TypeError(f"expected Prediction or dict, got {type(p).__name__}")
+    return out
+
+
+def index_predictions(preds: Sequence[Prediction], source: str = "predictions") -> dict[str, Prediction]:
+    """``id -> Prediction``; a repeated id is a :class:`giqa.errors.ParseError` naming where."""
+    by_id: dict[str, Prediction] = {}
+    for k, p in enumerate(preds):
+        first = by_id.get(p.id)
+        if first is not None:
+            where = (f"lines {first.line} and {p.line}" if p.line is not None and first.line is not None
+                     else f"entries {preds.index(first) + 1} and {k + 1}")
+            raise ParseError(f"{source}: the id {p.id!r} appears twice ({where}); keep one answer per bench item")
+        by_id[p.id] = p
+    return by_id
+
+
+# -- parsing ----------------------------------------------------------------------------------
+Parser = Callable[[str, tuple[int, int]], Any]
+
+
+def _parser(fmt: str) -> Parser:
+    """``(text, grid) -> ParsedText`` for a box format (lenient)."""
+    if fmt == "giqa":
+        from giqa.text import parse_grounded
+
+        return lambda text, grid: parse_grounded(text, n=grid[0], m=grid[1], strict=False)
+    from giqa.text.formats import get_format
+
+    f = get_format(fmt)  # raises for an unknown name
+    return lambda text, grid: f.parse(text)
+
+
+class _Reader:
+    """Parses answers in a fixed format or, for ``auto``, in each answer's own format;
+    memoised for one scoring run (short answers such as "Yes." repeat a lot)."""
+
+    def __init__(self, fmt: str) -> None:
+        if fmt not in FORMAT_CHOICES:
+            raise ValueError(f"unknown box format {fmt!r}; choose one of {', '.join(FORMAT_CHOICES)}")
+        self.fmt = fmt
+        self._parsers: dict[str, Parser] = {}
+        self._memo: dict[tuple[str, tuple[int, int]], tuple[Optional[str], Any]] = {}
+
+    def parser(self, fmt: str) -> Parser:
+        got = self._parsers.get(fmt)
+        if got is None:
+            got = self._parsers[fmt] = _parser(fmt)
+        return got
+
+    def read(self, text: str, grid: tuple[int, int]) -> tuple[Optional[str], Any]:
+        """``(format used or None for plain text, ParsedText)``."""
+        key = (text, grid)
+        got = self._memo.get(key)
+        if got is None:
+            fmt = self.fmt if self.fmt != "auto" else detect_format(text, self._count)
+            got = self._memo[key] = (fmt, self.parser(fmt or "giqa")(text, grid))
+        return got
+
+    def _count(self, text: str, fmt: str) -> int:
+        return sum(len(s.boxes) for s in self.parser(fmt)(text, (20, 20)).spans)
+
+
+def _instances(parsed: Any) -> list[Instance]:
+    if not parsed.spans:
+        return []
+    return [Instance(s.phrase, (b.x1, b.y1, b.x2, b.y2)) for s in parsed.spans for b in s.boxes]
+
+
+def _ref_instances(sample: Sample, parsed_answer: Any) -> list[Instance]:
+    inst = _instances(parsed_answer)
+    if not inst and sample.task is Task.des:  # a DES reference kept clean: use its regions
+        inst = [Instance(r.phrase, b.as_tuple()) for r in sample.regions for b in r.boxes]
+    return inst
+
+
+def build_items(gt: Sequence[Sample], by_id: Mapping[str, Prediction], fmt: str, notes: list[str]) -> list[ScoredItem]:
+    """One :class:`ScoredItem` per bench item; what went wrong on the way is added to ``notes``."""
+    reader, refs = _Reader(fmt), _Reader("giqa")
+    items = []
+    for s in gt:
+        p = by_id.get(s.id)
+        text = p.answer if p is not None else ""
+        try:
+            used, parsed = reader.read(text, s.grid)
+        except ParseError as exc:  # lenient parsers rarely raise; keep the item, no boxes
+            used, parsed = None, None
+            notes.append(f"{s.id}: prediction could not be parsed ({exc})")
+        ref = refs.read(s.answer, s.grid)[1]
+        items.append(ScoredItem(
+            sample=s, raw=text, missing=p is None, fmt=used if p is not None else None,
+            clean=parsed.text if parsed is not None else text,
+            pred=_instances(parsed) if parsed is not None else [],
+            reference=ref.text, ref=_ref_instances(s, ref),
+            issues=list(parsed.issues) if parsed is not None else [],
+            is_yes_no=s.vqa_kind is VqaKind.yes_no,
+        ))
+    return items
+
+
+def format_counts(items: Sequence[ScoredItem]) -> dict[str, int]:
+    """How many answers were read in each format ("plain": no box markup; missing left out)."""
+    return dict(sorted(Counter(it.fmt or "plain" for it in items if not it.missing).items()))
+
+
+def warn_other_markup(items: Sequence[ScoredItem], fmt: str, notes: list[str]) -> None:
+    """A note when a forced format read no boxes from answers that carry another format's markup."""
+    if fmt == "auto":
+        return
+    other: Counter = Counter()
+    for it in items:
+        if not it.pred and it.raw:
+            found = [f for f in markup_formats(it.raw) if f != fmt]
+            if found:
+                other[found[0]] += 1
+    if other:
+        what = ", ".join(f"{n} in {f} markup" for f, n in other.most_common())
+        notes.append(f"--format {fmt} read no boxes from {sum(other.values())} answers that carry another "
+                     f"format's markup ({what}); score with --format auto (the default) or the right --format")
