@@ -57,3 +57,11 @@ def test_left_pad():
     ids, mask = left_pad([[5, 6, 7], [8]], pad_id=0)
     assert ids.tolist() == [[5, 6, 7], [0, 0, 8]]
     assert mask.tolist() == [[1, 1, 1], [0, 0, 1]]
+
+
+@pytest.mark.parametrize("role", ["quality_filter", "vlm"])
+def test_prefetch_keeps_record_keys(role):
+    from giqa.models import BackendSpec
+
+    plain = BackendSpec(role=role, name="llava", settings={"model_id": "m"})
+    assert plain.fingerprint() == BackendSpec(role=role, name="llava", settings={"model_id": "m", "prefetch": 2}).fingerprint()
