@@ -18,6 +18,13 @@ JSON schema as ``response_format``). Contenders, at 64 requests in flight unless
   stub server is not the limit.
 
 Each figure is the median of ``--repeat`` runs of ``--requests`` requests, after a warm-up.
+
+``--in-process`` measures the fallback instead: ``TransformersLLM.generate`` on 32
+tag-extraction conversations with the CPU-scale Llama of benchmarks/paper_configs.py (4
+layers, width 512, Llama-3's 128k vocabulary; random weights), greedy, ``--new-tokens`` new
+tokens, with the dynamic KV cache (transformers' default), the static cache, and the static
+cache with ``torch.compile``: the first call (compilation included) and the median of the next
+``--repeat``, new tokens/s, and whether the answers equal the dynamic cache's.
 """
 
 from __future__ import annotations
@@ -128,15 +135,80 @@ def raw_rate(port: int, convs: list, concurrency: int) -> float:
     return rate
 
 
+# -- the in-process fallback ---------------------------------------------------------------------
+def in_process(args) -> None:
+    import tempfile
+
+    import torch
+    import transformers
+
+    import paper_configs as pc
+    from giqa.models import create
+
+    torch.set_num_threads(args.threads)
+    transformers.logging.set_verbosity_error()
+    convs = conversations(32)
+    modes = {"dynamic": {}, "static": {"cache_implementation": "static", "compile": False},
+             "static + torch.compile": {"cache_implementation": "static", "compile": True}}
+    rows, expected = [], None
+    with tempfile.TemporaryDirectory() as tmp, pc.random_init():
+        model_dir = pc.build_llama(Path(tmp) / "llama_cpu", "cpu")
+        for name, settings in modes.items():
+            llm = create("llm", "transformers", model_id=str(model_dir), random_weights=True, batch_size=32,
+                         **settings).load()
+            new = count_new_tokens(llm)
+            times = []
+            for _ in range(1 + args.repeat):
+                new.clear()
+                start = time.perf_counter()
+                out = llm.generate(convs, max_new_tokens=args.new_tokens)
+                times.append(time.perf_counter() - start)
+            expected = out if expected is None else expected
+            rate = sum(new) / statistics.median(times[1:])
+            rows.append((name, times[0], statistics.median(times[1:]), rate, out == expected))
+            print(json.dumps({"mode": name, "seconds": [round(t, 2) for t in times], "new_tokens": sum(new)}), flush=True)
+            llm.close()
+    print(f"\nTransformersLLM.generate, CPU-scale Llama (4 layers, width 512), 32 conversations, <= {args.new_tokens} "
+          f"new tokens, greedy; torch {torch.__version__}, transformers {transformers.__version__}, "
+          f"{args.threads} thread(s), load average {os.getloadavg()[0]:.1f}\n")
+    print("| KV cache | first call s | then s (median) | new tokens/s | vs dynamic | answers identical |")
+    print("|---|---:|---:|---:|---:|---|")
+    for name, first, then, rate, same in rows:
+        print(f"| {name} | {first:.1f} | {then:.1f} | {rate:.1f} | {rate / rows[0][3]:.2f}x | {same} |")
+
+
+def count_new_tokens(llm) -> list:
+    """Wrap ``llm.model.generate`` to tally the new non-padding tokens it returns (per call)."""
+    tally: list = []
+    generate = llm.model.generate
+    pad = llm.tokenizer.pad_token_id
+
+    def counted(**kwargs):
+        ids = generate(**kwargs)
+        tally.append(int((ids[:, kwargs["input_ids"].shape[1]:] != pad).sum()))
+        return ids
+
+    llm.model.generate = counted
+    return tally
+
+
 # -- main --------------------------------------------------------------------------------------
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=3000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--in-process", action="store_true", help="measure TransformersLLM's cache modes instead")
+    ap.add_argument("--new-tokens", type=int, default=64, help="new tokens per conversation (--in-process)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (--in-process)")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
         serve()
+        return
+    if args.in_process:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        in_process(args)
         return
     import httpx
 

@@ -11,7 +11,11 @@ base, LLaVA-1.5-7B as the IQA-Filter, Llama-3-8B) with random weights directly o
   beforehand (images/s; the target: within 10%), in float32, float32 weights under bfloat16
   autocast, and weights cast to bfloat16, all with the same weights; then how far each moves
   the boxes from float32 (IoU; NaN outputs counted);
-- ``filter``: ``p_yes`` on the detector's crops (crops/s, prefill tokens/s);
+- ``filter``: ``p_yes`` on the detector's crops (crops/s) against plain passes of the same
+  crops in their given order through the processor (the filter before issue 13's planning:
+  no sorting, no distinct-crop or shared-prefix reuse, preprocessing inline), with the largest
+  difference in P(Yes) between the two; then the same with three questions per crop (the case
+  the shared prefix is for); "LM positions" counts the positions the language model ran;
 - ``llm``: ``generate`` on 32 tag-extraction conversations (new tokens/s);
 - ``des``: ``DesPipeline`` through ``run_local`` (samples/s) with per-stage seconds measured
   from outside (the backends' calls are timed by thin wrappers).
@@ -77,6 +81,7 @@ class ForwardMeter:
         self.cuda = next(model.parameters()).device.type == "cuda"
         self._spans: list = []
         self._tokens: list = []
+        self._positions = 0
         self.calls = 0
         forward = model.forward
 
@@ -84,6 +89,9 @@ class ForwardMeter:
             mask = kwargs.get("attention_mask")
             if mask is not None:
                 self._tokens.append(mask.sum())  # a tensor: no sync here
+            ids = kwargs.get("input_ids")
+            if ids is not None:
+                self._positions += ids.numel()
             self.calls += 1
             if self.cuda:
                 start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -100,7 +108,11 @@ class ForwardMeter:
         model.forward = timed
 
     def reset(self) -> None:
-        self._spans, self._tokens, self.calls = [], [], 0
+        self._spans, self._tokens, self._positions, self.calls = [], [], 0, 0
+
+    def positions(self) -> int:
+        """Input positions the model ran (padding included; a shared prefix counted once per pass)."""
+        return self._positions
 
     def seconds(self) -> float:
         if self.cuda:
@@ -314,6 +326,7 @@ def crops_of(work):
 
 def section_filter(args, dirs, work, report) -> None:
     from giqa.models import create
+    from giqa.models._llava_batches import crop_keys
 
     if "detections" not in work:
         det = create("detector", "grounding-dino", model_id=str(dirs["gd"]), **detector_settings(args, args.des_precision))
@@ -322,13 +335,37 @@ def section_filter(args, dirs, work, report) -> None:
     crops, questions = crops_of(work)
     reset_peak()
     qf = create("filter", "llava", model_id=str(dirs["llava"]), random_weights=True,
-                batch_size=args.filter_batch).load()
+                batch_size=args.filter_batch, prefetch=args.filter_prefetch).load()
     meter = ForwardMeter(qf.model)
     qf.p_yes(crops[:2], questions[:2])
-    _, wall, model_s, util = measured(lambda: qf.p_yes(crops, questions), [meter])
-    report.add("filter", f"p_yes, {qf.dtype}, batch {args.filter_batch}", wall, len(crops), "crops/s", model_s, util,
-               f"{meter.tokens() / wall:.0f} prefill tokens/s")
+    b, n = args.filter_batch, len(crops)
+    plain, wall0, model0, util0 = measured(lambda: plain_p_yes(qf, crops, questions, b), [meter], args.repeats)
+    report.add("filter", f"plain passes (before), {qf.dtype}, batch {b}", wall0, n, "crops/s", model0, util0,
+               f"{meter.positions() / n:.0f} LM positions per crop")
+    got, wall, model_s, util = measured(lambda: qf.p_yes(crops, questions), [meter], args.repeats)
+    diff = max(abs(x - y) for x, y in zip(got, plain))
+    report.add("filter", f"giqa p_yes, {qf.dtype}, batch {b}, prefetch {qf.prefetch_depth()}", wall, n, "crops/s",
+               model_s, util, f"{wall0 / wall:.2f}x plain; {len(set(crop_keys(crops)))} distinct crops of {n}; "
+               f"{meter.positions() / n:.0f} LM positions per crop; max abs P(Yes) difference {diff:.1e}")
+    qualities = ("blurry", "overexposed", "noisy")
+    distinct = [crops[k] for k in sorted(set(crop_keys(crops)))][: max(1, n // 3)]
+    crops3 = [c for c in distinct for _ in qualities]
+    questions3 = [f"Is the image quality {q}?" for _ in distinct for q in qualities]
+    _, wall3p, model3p, _ = measured(lambda: plain_p_yes(qf, crops3, questions3, b), [meter], args.repeats)
+    report.add("filter", f"plain passes, 3 questions per crop, batch {b}", wall3p, len(crops3), "pairs/s", model3p)
+    _, wall3, model3, _ = measured(lambda: qf.p_yes(crops3, questions3), [meter], args.repeats)
+    report.add("filter", f"giqa p_yes, 3 questions per crop, batch {b}", wall3, len(crops3), "pairs/s", model3, None,
+               f"{wall3p / wall3:.2f}x plain; {meter.positions() / len(crops3):.0f} LM positions per pair")
     qf.close()
+
+
+def plain_p_yes(qf, crops, questions, batch_size: int) -> list:
+    """P(Yes) the way the filter ran before planning: passes of ``batch_size`` in the given order."""
+    out: list = []
+    for start in range(0, len(crops), batch_size):
+        pair = qf.yes_no_logits(crops[start:start + batch_size], questions[start:start + batch_size])
+        out.extend(pair.softmax(dim=-1)[:, 0].tolist())
+    return out
 
 
 def section_llm(args, dirs, work, report) -> None:
@@ -377,7 +414,7 @@ def section_des(args, dirs, work, report) -> None:
     reset_peak()
     det = create("detector", "grounding-dino", model_id=str(dirs["gd"]), **detector_settings(args, args.des_precision)).load()
     qf = create("filter", "llava", model_id=str(dirs["llava"]), random_weights=True,
-                batch_size=args.filter_batch).load()
+                batch_size=args.filter_batch, prefetch=args.filter_prefetch).load()
     det_meter, qf_meter = ForwardMeter(det.model), ForwardMeter(qf.model)
     clock = PhaseClock()
     clock.wrap(det.processor.image_processor, "preprocess", "image processor")
@@ -409,7 +446,8 @@ def section_des(args, dirs, work, report) -> None:
     report.add("des", "  detect stage (detect() calls)", timed_det.seconds, n, "images/s", det_model, None,
                f"{timed_det.calls} calls; {preprocessing(clock)}")
     report.add("des", "  refine stage (p_yes calls)", timed_qf.seconds, max(timed_qf.items, 1), "crops/s",
-               qf_model, None, f"{timed_qf.calls} calls")
+               qf_model, None, f"{timed_qf.calls} calls; {qf_meter.positions() / max(timed_qf.items, 1):.0f} LM "
+                               f"positions per crop")
     rest = wall - timed_det.seconds - timed_qf.seconds
     report.add("des", "  rest (tags, merge, fuse, finalize, writing)", max(rest, 1e-9), n, "samples/s")
     det.close()
@@ -431,6 +469,8 @@ def parse_args():
     ap.add_argument("--repeats", type=int, default=None, help="timed runs per contender, median (1 paper, 3 cpu)")
     ap.add_argument("--prefetch", type=int, default=2, help="detector passes prepared ahead in threads")
     ap.add_argument("--filter-batch", type=int, default=None, help="crops per filter pass (16 paper, 8 cpu)")
+    ap.add_argument("--filter-prefetch", type=int, default=None,
+                    help="filter batches preprocessed ahead in threads (default: the filter's, 2 on CUDA, 0 on CPU)")
     ap.add_argument("--des-batch", type=int, default=16)
     ap.add_argument("--llm-conversations", type=int, default=32)
     ap.add_argument("--new-tokens", type=int, default=None, help="LLM new tokens (128 paper, 16 cpu)")
