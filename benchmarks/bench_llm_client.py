@@ -23,8 +23,9 @@ Each figure is the median of ``--repeat`` runs of ``--requests`` requests, after
 tag-extraction conversations with the CPU-scale Llama of benchmarks/paper_configs.py (4
 layers, width 512, Llama-3's 128k vocabulary; random weights), greedy, ``--new-tokens`` new
 tokens, with the dynamic KV cache (transformers' default), the static cache, and the static
-cache with ``torch.compile``: the first call (compilation included) and the median of the next
-``--repeat``, new tokens/s, and whether the answers equal the dynamic cache's.
+cache with ``torch.compile``, the three interleaved: the first call (compilation included) and
+the median of the next ``--repeat``, new tokens/s, and whether the answers equal the dynamic
+cache's.
 """
 
 from __future__ import annotations
@@ -150,31 +151,32 @@ def in_process(args) -> None:
     convs = conversations(32)
     modes = {"dynamic": {}, "static": {"cache_implementation": "static", "compile": False},
              "static + torch.compile": {"cache_implementation": "static", "compile": True}}
-    rows, expected = [], None
     with tempfile.TemporaryDirectory() as tmp, pc.random_init():
         model_dir = pc.build_llama(Path(tmp) / "llama_cpu", "cpu")
-        for name, settings in modes.items():
-            llm = create("llm", "transformers", model_id=str(model_dir), random_weights=True, batch_size=32,
-                         **settings).load()
-            new = count_new_tokens(llm)
-            times = []
-            for _ in range(1 + args.repeat):
-                new.clear()
+        llms = {name: create("llm", "transformers", model_id=str(model_dir), random_weights=True, batch_size=32,
+                             **settings).load() for name, settings in modes.items()}
+        tallies = {name: count_new_tokens(llm) for name, llm in llms.items()}
+        times: dict = {name: [] for name in modes}
+        answers: dict = {}
+        for _ in range(1 + args.repeat):  # the modes interleaved, so load drifts hit them alike
+            for name, llm in llms.items():
+                tallies[name].clear()
                 start = time.perf_counter()
-                out = llm.generate(convs, max_new_tokens=args.new_tokens)
-                times.append(time.perf_counter() - start)
-            expected = out if expected is None else expected
-            rate = sum(new) / statistics.median(times[1:])
-            rows.append((name, times[0], statistics.median(times[1:]), rate, out == expected))
-            print(json.dumps({"mode": name, "seconds": [round(t, 2) for t in times], "new_tokens": sum(new)}), flush=True)
+                answers[name] = llm.generate(convs, max_new_tokens=args.new_tokens)
+                times[name].append(time.perf_counter() - start)
+                print(json.dumps({"mode": name, "seconds": round(times[name][-1], 2), "new_tokens": sum(tallies[name])}),
+                      flush=True)
+        for llm in llms.values():
             llm.close()
+    rates = {name: sum(tallies[name]) / statistics.median(times[name][1:]) for name in modes}
     print(f"\nTransformersLLM.generate, CPU-scale Llama (4 layers, width 512), 32 conversations, <= {args.new_tokens} "
           f"new tokens, greedy; torch {torch.__version__}, transformers {transformers.__version__}, "
           f"{args.threads} thread(s), load average {os.getloadavg()[0]:.1f}\n")
     print("| KV cache | first call s | then s (median) | new tokens/s | vs dynamic | answers identical |")
     print("|---|---:|---:|---:|---:|---|")
-    for name, first, then, rate, same in rows:
-        print(f"| {name} | {first:.1f} | {then:.1f} | {rate:.1f} | {rate / rows[0][3]:.2f}x | {same} |")
+    for name in modes:
+        print(f"| {name} | {times[name][0]:.1f} | {statistics.median(times[name][1:]):.1f} | {rates[name]:.1f} | "
+              f"{rates[name] / rates['dynamic']:.2f}x | {answers[name] == answers['dynamic']} |")
 
 
 def count_new_tokens(llm) -> list:

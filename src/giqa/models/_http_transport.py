@@ -2,19 +2,19 @@
 
 :class:`giqa.models.openai_llm.OpenAICompatibleLLM` sends many small requests to a local
 inference server (vLLM, SGLang) from up to ``max_concurrency`` threads. httpx's own transport
-(httpcore) costs about 1.5 ms of Python per request under 64 threads, and its default pool
-keeps 20 idle connections, so at 64 threads it closes and reopens connections all the time
-(and now and then fails a request with ``Bad file descriptor``); the client then tops out near
-500 requests/s on one core. This transport keeps one idle ``http.client`` connection per
-thread's last request in a shared LIFO pool, bounded by ``max_idle``, and hands httpx the raw
-body (httpx still decodes ``Content-Encoding``, builds requests and applies timeouts):
-benchmarks/results/llm.md has the figures.
+(httpcore) keeps 20 idle connections by default, so at 64 threads it closes and reopens
+connections all the time (and now and then fails a request with ``Bad file descriptor``), and
+costs more Python per request: the client topped out at 550-800 requests/s on one core of the
+development machine. This transport keeps idle ``http.client`` connections in a shared LIFO
+pool bounded by ``max_idle`` and hands httpx the raw body (httpx still builds requests, decodes
+``Content-Encoding`` and applies timeouts): 1,200-1,500 requests/s there
+(benchmarks/results/llm.md).
 
 Only ``http://`` URLs: HTTPS keeps httpx's transport (its certificate and TLS handling).
-Errors are httpx's: ``ConnectError`` / ``ConnectTimeout`` while connecting, ``ReadTimeout`` /
-``WriteTimeout``, ``ReadError`` and ``RemoteProtocolError`` after, so callers retry them as
-before. A request that fails on a reused keep-alive connection before any answer arrived
-(the server closed it while idle) is sent once more on a fresh connection, at once.
+Errors are httpx's: ``ConnectError`` / ``ConnectTimeout`` while connecting, ``ReadTimeout``,
+``ReadError`` and ``RemoteProtocolError`` after, so callers retry them as before. A request
+that fails on a reused keep-alive connection before any answer arrived (the server closed it
+while idle) is sent once more on a fresh connection, at once.
 """
 
 from __future__ import annotations
