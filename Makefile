@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PYTHONHASHSEED := 0
 
-.PHONY: test test-compat demo bench install clean typecheck
+.PHONY: test test-compat demo bench bench-compare install clean typecheck
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -59,11 +59,25 @@ test-compat: $(COMPAT_STAMP) $(BENCH_VENV)/.giqa-installed
 	cd /tmp && $(CURDIR)/$(BENCH_VENV)/bin/giqa bench score $(CURDIR)/examples/bench/predictions.giqa.jsonl --gt $(CURDIR)/examples/bench/bench.jsonl --out $(CURDIR)/$(BENCH_VENV)/report
 	@echo "test-compat: giqa[bench] alone scored the example bench"
 
-# Each script prints a Markdown table of ratios against a peer measured in the same process;
-# benchmarks/RESULTS.md collects the recorded tables and the commands that made them.
-BENCHES := geometry text pipeline scoring detection train scaling
+# CPU benchmarks: pytest-benchmark suites (benchmarks/conftest.py), giqa and its peers in one group
+# per case, so each table gives every contender's ratio to the fastest. `make bench` saves the run
+# in .benchmarks/; `make bench-compare` runs them again and compares with the last saved run
+# (BENCH_FAIL=median:25% fails on such a regression). Rounds are bounded per benchmark
+# (BENCH_ARGS="--bench-rounds 1" for a smoke run; BENCH_ARGS="-k iou" selects). Scripts that are not
+# suites yet run after them; the GPU benchmarks (bench_paper_scale.py, bench_train_gpu.py) stay
+# scripts run by hand. benchmarks/RESULTS.md keeps the recorded tables and their commands.
+BENCH_SUITES := $(patsubst %,benchmarks/bench_%.py,geometry text pipeline detection train scaling)
+BENCH_SCRIPTS := scoring
+BENCH_ARGS ?=
+BENCH_FAIL ?=
+BENCH_PYTEST = $(PY) -m pytest $(BENCH_SUITES) -p no:cacheprovider --benchmark-only \
+	--benchmark-storage=file://$(CURDIR)/.benchmarks --benchmark-columns=min,median,max,rounds,iterations
 bench: $(STAMP)
-	@for b in $(BENCHES); do echo "== benchmarks/bench_$$b.py"; $(PY) benchmarks/bench_$$b.py || exit 1; done
+	$(BENCH_PYTEST) --benchmark-save=giqa $(BENCH_ARGS)
+	@for b in $(BENCH_SCRIPTS); do echo "== benchmarks/bench_$$b.py"; $(PY) benchmarks/bench_$$b.py || exit 1; done
+
+bench-compare: $(STAMP)
+	$(BENCH_PYTEST) --benchmark-compare $(if $(BENCH_FAIL),--benchmark-compare-fail=$(BENCH_FAIL),) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(COMPAT_VENV) $(BENCH_VENV) demo_out .pytest_cache

@@ -1,44 +1,47 @@
-"""Grounding DINO detection: giqa's ``detect()`` against its peers, its time breakdown, and bf16 vs fp32.
+"""Grounding DINO detection: giqa's ``detect()`` against its peers, its time breakdown, bf16 vs fp32 (pytest-benchmark).
 
-Inputs: the sample photos in ``examples/sample`` (repeated to ``--images``) with their
-hand-written tag phrases (4-6 per image); the issue's pessimistic load by default (thresholds
-0, at most 3 boxes per phrase). Models: ``--config tiny`` (giqa's tiny test model: 20 queries),
-``cpu`` (Grounding DINO-T: 900 queries, 6 + 6 layers, images at shortest edge 320) or
-``paper`` (Grounding DINO base at 800 x 1333), random weights (benchmarks/paper_configs.py).
+Inputs: the sample photos in ``examples/sample`` (repeated to ``--detection-images``) with their
+hand-written tag phrases (4-6 per image); the issue's pessimistic load (thresholds 0, at most 3
+boxes per phrase). Models (``--detection-config``): ``tiny`` (giqa's tiny test model: 20
+queries; the default), ``cpu`` (Grounding DINO-T: 900 queries, 6 + 6 layers, images at shortest
+edge 320) or ``paper`` (Grounding DINO base at 800 x 1333), random weights
+(benchmarks/paper_configs.py). Torch on 1 thread; a GPU when there is one.
 
-Sections (``--sections``, comma-separated):
+Benchmark groups (select with ``-k``):
 
 - ``modes``: batched ``detect()`` against one image and one phrase per forward pass, and the
   peer: transformers' own recipe per (image, phrase) (``processor(images, text)`` ->
   ``model`` -> ``post_process_grounded_object_detection``).
-- ``overhead``: ``detect()`` against **the model alone** on the same passes, preprocessed
-  beforehand (the issue's target: within 10% at the same precision), and where ``detect()``'s
-  time goes: inside the model's forward, in the image processor (in prefetch threads when
-  ``prefetch > 0``, so off the critical path), and the rest (planning, stacking,
-  post-processing, building detections).
-- ``dtype``: weights in bfloat16, and float32 weights under bfloat16 autocast, against float32
-  with the same weights: IoU of the boxes (every query's box, and each phrase's best box),
-  NaN outputs, and the speed of each.
+- ``overhead``: ``detect()`` (prefetch 0 and 2) against **the model alone** on the same passes,
+  preprocessed beforehand (the issue's target: within 10% at the same precision); where
+  ``detect()``'s time goes (model forward, image processor, in prefetch threads when
+  ``prefetch > 0``, the rest) is in ``extra_info`` (ms per image).
+- ``precision``: weights in bfloat16, and float32 weights under bfloat16 autocast, against
+  float32 with the same weights: the model alone and ``detect()`` in each; ``extra_info`` has
+  the IoU of the boxes against float32's (every query's box, and each phrase's best box) and
+  the images with NaN outputs.
 - ``instant``: ``detect()`` around an instant stand-in for the model (outputs of the real
-  shapes, ``--queries`` 900 x 256 text positions, made at once): giqa's own time per image,
-  free of the model's noise (not in the default sections).
+  shapes, 900 queries x 256 text positions, made at once): giqa's own time per image.
 
-Run (repository root): ``.venv/bin/python benchmarks/bench_detection.py [--config tiny]
-[--sections modes,overhead,dtype] [--images 12] [--repeats 5] [--threads 1]``. Prints
-Markdown tables: medians of ``--repeats`` runs after a warm-up, contenders interleaved.
-Works against older giqa versions too (settings they lack are left out), for before/after.
+Run (repository root)::
+
+    .venv/bin/python -m pytest benchmarks/bench_detection.py                                 # tiny
+    .venv/bin/python -m pytest benchmarks/bench_detection.py --detection-config cpu -k overhead \
+        --detection-images 6 --bench-rounds 2
+
+``benchmarks/bench_paper_scale.py`` imports this module's helpers (``sample_workload``,
+``PhaseClock``, ``preprocessed_passes``, ``run_model_alone``, ``PRECISIONS``, ``dtype_drift``,
+``drift_table``), so it imports nothing from pytest at module level. Results recorded in
+``benchmarks/results/detection.md``.
 """
 
 from __future__ import annotations
 
-import argparse
 import collections
 import json
 import os
-import platform
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -79,21 +82,6 @@ def sync(device) -> None:
 
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def time_all(fns: dict, repeats: int, device) -> dict:
-    """Median wall time of each function, run round-robin after one warm-up each."""
-    for fn in fns.values():
-        fn()
-    runs: dict = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            sync(device)
-            t0 = time.perf_counter()
-            fn()
-            sync(device)
-            runs[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(r) for name, r in runs.items()}
 
 
 # -- the model alone on preprocessed passes --------------------------------------------------
@@ -192,44 +180,13 @@ def breakdown(det, images, phrases, repeats):
     return walls[best], phases[best]
 
 
-def print_breakdown(wall, phases, n, label) -> None:
-    """The main thread's wall split into the wrapped phases and the rest; other threads' time apart."""
+def breakdown_info(wall, phases, n) -> dict:
+    """The main thread's wall split into the wrapped phases and the rest, in ms per image (share
+    of the wall); other threads' time apart (overlapped: not in the wall)."""
     main = {k: v for k, v in phases.items() if not k.endswith("(other threads)")}
-    rest = wall - sum(main.values())
-    print(f"\n#### Where the {wall * 1e3:.0f} ms of {label} go ({n} images)\n")
-    print("| phase | ms | ms / image | share of wall |\n|---|---:|---:|---:|")
-    rows = sorted(main.items(), key=lambda kv: -kv[1]) + [("rest: planning, prompts, Python around the calls", rest)]
-    rows += [(f"{k}, overlapped (not in the wall)", v) for k, v in phases.items() if k.endswith("(other threads)")]
-    for name, sec in rows:
-        print(f"| {name} | {sec * 1e3:.1f} | {sec / n * 1e3:.2f} | {sec / wall * 100:.1f}% |")
-
-
-def section_overhead(det_args, images, phrases, args, models_dir):
-    import torch
-
-    from giqa.models.grounding_dino import GroundingDinoSettings
-
-    n = len(images)
-    if "prefetch" in GroundingDinoSettings.model_fields:
-        dets = {f"giqa detect(), prefetch {k}": make_detector(models_dir, **{**det_args, "prefetch": k}) for k in (0, 2)}
-    else:  # a giqa version before prefetching
-        dets = {"giqa detect()": make_detector(models_dir, **det_args)}
-    first = next(iter(dets.values()))
-    passes = preprocessed_passes(first, images, phrases, first.settings.batch_size)
-    contenders = {"model alone on preprocessed passes (peer)": lambda: run_model_alone(first, passes)}
-    contenders.update({label: (lambda d=d: d.detect(images, phrases)) for label, d in dets.items()})
-    times = time_all(contenders, args.repeats, first.device)
-    peer = times["model alone on preprocessed passes (peer)"]
-    print(f"\n#### detect() against the model alone ({len(passes)} passes, batch {first.settings.batch_size}, "
-          f"{first.dtype}, {first.device})\n")
-    print("| contender | seconds | images / s | time / model alone |\n|---|---:|---:|---:|")
-    for label, t in times.items():
-        print(f"| {label} | {t:.3f} | {n / t:.2f} | {t / peer:.3f} |")
-    for label, d in dets.items():
-        print_breakdown(*breakdown(d, images, phrases, args.repeats), n, label)
-    del dets, first, passes
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    rows = {**main, "rest (planning, prompts, Python around the calls)": wall - sum(main.values())}
+    rows.update({f"{k}, overlapped": v for k, v in phases.items() if k.endswith("(other threads)")})
+    return {f"{name} ms/image": f"{sec / n * 1e3:.2f} ({sec / wall:.0%})" for name, sec in rows.items()}
 
 
 class InstantModel:
@@ -255,17 +212,6 @@ class InstantModel:
                                    boxes.to(pixel_values.device, pixel_values.dtype))
         logits, boxes = self._cache[(b, t)]
         return types.SimpleNamespace(logits=logits, pred_boxes=boxes, input_ids=input_ids)
-
-
-def section_instant(det_args, images, phrases, args, models_dir):
-    """detect() around an instant model: giqa's own time per image (preprocessing and the rest)."""
-    from giqa.models.grounding_dino import GroundingDinoSettings
-
-    det = make_detector(models_dir, **{**det_args, **({"prefetch": 0} if "prefetch" in GroundingDinoSettings.model_fields else {})})
-    det.model.forward = InstantModel(args.queries, int(getattr(det.model.config, "max_text_len", 256)))
-    print(f"\n#### giqa's own time: detect() around an instant model ({args.queries} queries x "
-          f"{det.max_text_len} text positions, batch {det.settings.batch_size}, no prefetch threads)")
-    print_breakdown(*breakdown(det, images, phrases, args.repeats), len(images), "detect() with an instant model")
 
 
 # -- bf16 against fp32 -----------------------------------------------------------------------------
@@ -357,105 +303,205 @@ def precision_runs(make, images, phrases, batch_size, variants):
     return runs
 
 
-def section_dtype(det_args, images, phrases, args, models_dir):
-    from giqa.models.grounding_dino import GroundingDinoSettings
-
-    variants = [v for v in PRECISIONS if "autocast" not in PRECISIONS[v] or "autocast" in GroundingDinoSettings.model_fields]
-    runs = precision_runs(lambda opts: make_detector(models_dir, **{**det_args, **opts}), images, phrases,
-                          det_args["batch_size"], variants)
-    n = len(images)
-    ref = runs["float32"]
-    print(f"\n#### Precision against float32 ({n} images, {sum(map(len, phrases))} phrases, {ref[0].device})")
-    for name, (det, passes, outs, found) in runs.items():
-        if name != "float32":
-            ok = found if isinstance(found, list) else None
-            print("\n".join(drift_table(name, *dtype_drift(ref[2], outs, ref[3], ok), n)))
-            if ok is None:
-                print(f"\ndetect() failed: {found}")
-    fns = {}
-    for name, (det, passes, _, found) in runs.items():
-        fns[f"model alone, {name}"] = lambda d=det, p=passes: run_model_alone(d, p)
-        if isinstance(found, list):
-            fns[f"giqa detect(), {name}"] = lambda d=det: d.detect(images, phrases)
-    times = time_all(fns, args.repeats, ref[0].device)
-    print("\n| contender | seconds | images / s | speed-up vs float32 |\n|---|---:|---:|---:|")
-    for label, t in times.items():
-        base = times[label.rsplit(", ", 1)[0] + ", float32"]
-        print(f"| {label} | {t:.3f} | {n / t:.2f} | {base / t:.2f}x |")
+# -- the benchmarks ------------------------------------------------------------------------------
+_WORK: dict = {}
 
 
-# -- batching modes against the transformers recipe ---------------------------------------------
-def section_modes(det_args, images, phrases, args, models_dir):
+def workload(request, tmp_path_factory) -> dict:
+    """The images, phrases, model directory and detector settings of ``--detection-config``
+    (made once per session; torch on 1 thread)."""
+    config = request.config.getoption("--detection-config")
+    if _WORK.get("config") != config:
+        import torch
+        import transformers
+
+        import paper_configs as pc
+
+        torch.set_num_threads(1)  # stable on a shared machine
+        transformers.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+        n = request.config.getoption("--detection-images") or {"tiny": 24, "cpu": 6, "paper": 48}[config]
+        images, phrases, _ = sample_workload(n)
+        path = pc.build_grounding_dino(tmp_path_factory.mktemp("gd") / "gd", config,
+                                       bert_vocab=pc.bert_vocab_file(None))
+        det_args = dict(box_threshold=0.0, text_threshold=0.0, max_detections=3, device="auto",
+                        batch_size=4 if config == "cpu" else 8)
+        _WORK.clear()
+        _WORK.update(config=config, images=images, phrases=phrases, path=path, det_args=det_args,
+                     pairs=sum(map(len, phrases)), random_init=pc.random_init)
+    return _WORK
+
+
+def detector(work, **settings):
+    """A loaded detector of the workload's model (random weights) with ``settings`` over its defaults."""
+    with work["random_init"]():
+        return make_detector(work["path"], **{**work["det_args"], **settings})
+
+
+def _timed(measure, group: str, fn, device, rounds: int) -> None:
+    def run():
+        fn()
+        sync(device)
+
+    measure(group, run, rounds=rounds)
+
+
+def _modes_group(work) -> str:
+    n = len(work["images"])
+    return (f"detection modes ({work['config']}): {n} images x {work['pairs'] / n:.1f} phrases "
+            f"({work['pairs']} pairs), one process")
+
+
+def _pairs_per_s(measure, work) -> None:
+    measure.info(pairs_per_s=round(work["pairs"] / measure.seconds, 1))
+
+
+def test_modes_transformers_one_by_one(measure, request, tmp_path_factory):
+    """The peer: transformers' own recipe per (image, phrase)."""
     import torch
 
-    n_pairs = sum(len(p) for p in phrases)
-    batched = make_detector(models_dir, **det_args)
-    padded = make_detector(models_dir, **{**det_args, "pad_batches": True})
-    per_image = make_detector(models_dir, **{**det_args, "batch_size": 1})
-    proc, model = batched.processor, batched.model
+    work = workload(request, tmp_path_factory)
+    det = detector(work)
+    proc, model = det.processor, det.model
 
-    def transformers_one_by_one():
-        for im, ps in zip(images, phrases):
+    def one_by_one():
+        for im, ps in zip(work["images"], work["phrases"]):
             for p in ps:
-                inputs = proc(images=im, text=p + ".", return_tensors="pt").to(batched.device)
+                inputs = proc(images=im, text=p + ".", return_tensors="pt").to(det.device)
                 with torch.inference_mode():
                     outputs = model(**inputs)
                 proc.post_process_grounded_object_detection(outputs, inputs["input_ids"], threshold=0.0,
                                                             text_threshold=0.0, target_sizes=[im.size[::-1]])
 
-    modes = {
-        "transformers one-by-one (peer)": transformers_one_by_one,
-        "giqa one-by-one": lambda: [batched.detect([im], [[p]]) for im, ps in zip(images, phrases) for p in ps],
-        "giqa phrases batched, 1 image / pass": lambda: per_image.detect(images, phrases),
-        "giqa batched (grouped by size)": lambda: batched.detect(images, phrases),
-        "giqa batched, padded": lambda: padded.detect(images, phrases),
-    }
-    times = time_all(modes, args.repeats, batched.device)
-    peer = times["transformers one-by-one (peer)"]
-    print(f"\n#### Batching: {len(images)} images x {n_pairs / len(images):.1f} phrases ({n_pairs} pairs)\n")
-    print("| mode | time (ms) | pairs / s | speed-up vs peer |\n|---|---:|---:|---:|")
-    for name in modes:
-        print(f"| {name} | {times[name] * 1e3:.1f} | {n_pairs / times[name]:.1f} | {peer / times[name]:.2f}x |")
+    _timed(measure, _modes_group(work), one_by_one, det.device, rounds=3)
+    _pairs_per_s(measure, work)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", choices=("tiny", "cpu", "paper"), default="tiny")
-    ap.add_argument("--sections", default="modes,overhead,dtype")
-    ap.add_argument("--images", type=int, default=None, help="images (default: 24 tiny, 6 cpu, 48 paper)")
-    ap.add_argument("--batch-size", type=int, default=None, help="images per pass (default 8; 4 on cpu)")
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: stable on a shared machine)")
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--bert-vocab", default=None, help="bert-base-uncased vocab.txt (cpu/paper configs)")
-    ap.add_argument("--queries", type=int, default=900, help="queries of the instant model (section instant)")
-    args = ap.parse_args()
+def test_modes_giqa_one_by_one(measure, request, tmp_path_factory):
+    work = workload(request, tmp_path_factory)
+    det = detector(work)
+    _timed(measure, _modes_group(work),
+           lambda: [det.detect([im], [[p]]) for im, ps in zip(work["images"], work["phrases"]) for p in ps],
+           det.device, rounds=3)
+    _pairs_per_s(measure, work)
 
-    import torch
-    import transformers
 
-    import paper_configs as pc
+def test_modes_giqa_phrases_batched_1_image_per_pass(measure, request, tmp_path_factory):
+    work = workload(request, tmp_path_factory)
+    det = detector(work, batch_size=1)
+    _timed(measure, _modes_group(work), lambda: det.detect(work["images"], work["phrases"]), det.device, rounds=5)
+    _pairs_per_s(measure, work)
 
-    torch.set_num_threads(args.threads)
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    n = args.images or {"tiny": 24, "cpu": 6, "paper": 48}[args.config]
-    images, phrases, _ = sample_workload(n)
-    det_args = dict(box_threshold=0.0, text_threshold=0.0, max_detections=3, device=args.device,
-                    batch_size=args.batch_size or (4 if args.config == "cpu" else 8))
-    print(f"Grounding DINO ({args.config} config, random weights), {n} sample images, "
-          f"{sum(map(len, phrases))} phrases, thresholds 0, <= 3 boxes per phrase; median of {args.repeats}; "
-          f"torch threads {args.threads}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"torch {torch.__version__}, transformers {transformers.__version__}, "
-          f"load average {os.getloadavg()[0]:.2f}")
-    sections = {"modes": section_modes, "overhead": section_overhead, "dtype": section_dtype,
-                "instant": section_instant}
-    with tempfile.TemporaryDirectory() as tmp, pc.random_init():
-        path = pc.build_grounding_dino(Path(tmp) / "gd", args.config, bert_vocab=pc.bert_vocab_file(args.bert_vocab))
-        for name in args.sections.split(","):
-            sections[name.strip()](det_args, images, phrases, args, path)
-    print(f"\n(load average at the end: {os.getloadavg()[0]:.2f})")
+
+def test_modes_giqa_batched_grouped_by_size(measure, request, tmp_path_factory):
+    work = workload(request, tmp_path_factory)
+    det = detector(work)
+    _timed(measure, _modes_group(work), lambda: det.detect(work["images"], work["phrases"]), det.device, rounds=5)
+    _pairs_per_s(measure, work)
+
+
+def test_modes_giqa_batched_padded(measure, request, tmp_path_factory):
+    work = workload(request, tmp_path_factory)
+    det = detector(work, pad_batches=True)
+    _timed(measure, _modes_group(work), lambda: det.detect(work["images"], work["phrases"]), det.device, rounds=5)
+    _pairs_per_s(measure, work)
+
+
+def _overhead_group(work) -> str:
+    return (f"detect() vs the model alone ({work['config']}, {len(work['images'])} images, batch "
+            f"{work['det_args']['batch_size']}, float32; target: within 10%)")
+
+
+def test_overhead_model_alone_on_preprocessed_passes(measure, request, tmp_path_factory):
+    work = workload(request, tmp_path_factory)
+    det = detector(work)
+    passes = preprocessed_passes(det, work["images"], work["phrases"], det.settings.batch_size)
+    _timed(measure, _overhead_group(work), lambda: run_model_alone(det, passes), det.device, rounds=5)
+    measure.info(passes=len(passes), images_per_s=round(len(work["images"]) / measure.seconds, 2))
+
+
+def test_overhead_giqa_detect(measure, request, tmp_path_factory, prefetch):
+    work = workload(request, tmp_path_factory)
+    det = detector(work, prefetch=prefetch)
+    images, phrases = work["images"], work["phrases"]
+    _timed(measure, _overhead_group(work), lambda: det.detect(images, phrases), det.device, rounds=5)
+    measure.info(images_per_s=round(len(images) / measure.seconds, 2),
+                 **breakdown_info(*breakdown(det, images, phrases, 3), len(images)))
+
+
+_PRECISION_RUNS: dict = {}
+
+
+def precision(work, name: str):
+    """``(detector, passes, model outputs, detections or the error)`` of precision ``name``
+    with float32's weights (rounded), made once per session for every precision."""
+    from giqa.models.grounding_dino import GroundingDinoSettings
+
+    if _PRECISION_RUNS.get("config") != work["config"]:
+        variants = [v for v in PRECISIONS
+                    if "autocast" not in PRECISIONS[v] or "autocast" in GroundingDinoSettings.model_fields]
+        with work["random_init"]():
+            runs = precision_runs(lambda opts: make_detector(work["path"], **{**work["det_args"], **opts}),
+                                  work["images"], work["phrases"], work["det_args"]["batch_size"], variants)
+        _PRECISION_RUNS.clear()
+        _PRECISION_RUNS.update(config=work["config"], runs=runs)
+    return _PRECISION_RUNS["runs"][name]
+
+
+def _drift_info(work, name: str) -> dict:
+    """IoU of ``name``'s boxes against float32's: mean and share >= 0.9 per comparison."""
+    if name == "float32":
+        return {}
+    ref, (_, _, outs, found) = precision(work, "float32"), precision(work, name)
+    drift, score_diff, bad = dtype_drift(ref[2], outs, ref[3], found if isinstance(found, list) else None)
+    info = {f"{label}: mean IoU, share >= 0.9": f"{v.mean():.4f}, {(v >= 0.9).mean():.3f}"
+            for label, v in drift.items() if len(v)}
+    if bad:
+        info["images with NaN outputs"] = f"{bad} of {len(work['images'])}"
+    if len(score_diff):
+        info["best box's score, mean |difference|"] = f"{score_diff.mean():.4f}"
+    return info
+
+
+def test_precision_model_alone(measure, request, tmp_path_factory, precision_name):
+    work = workload(request, tmp_path_factory)
+    det, passes, _, _ = precision(work, precision_name)
+    _timed(measure, f"precision ({work['config']}): the model alone, same weights", lambda: run_model_alone(det, passes),
+           det.device, rounds=5)
+    measure.info(**_drift_info(work, precision_name))
+
+
+def test_precision_giqa_detect(measure, request, tmp_path_factory, precision_name):
+    work = workload(request, tmp_path_factory)
+    det, _, _, found = precision(work, precision_name)
+    if not isinstance(found, list):
+        import pytest
+
+        pytest.skip(f"detect() failed in {precision_name}: {found}")
+    _timed(measure, f"precision ({work['config']}): giqa detect(), same weights",
+           lambda: det.detect(work["images"], work["phrases"]), det.device, rounds=5)
+
+
+def test_instant_giqa_detect(measure, request, tmp_path_factory):
+    """detect() around an instant model: giqa's own time per image (no prefetch threads)."""
+    work = workload(request, tmp_path_factory)
+    det = detector(work, prefetch=0)
+    det.model.forward = InstantModel(900, int(getattr(det.model.config, "max_text_len", 256)))
+    images, phrases = work["images"], work["phrases"]
+    _timed(measure, f"giqa's own time: detect() around an instant model ({work['config']}, 900 queries x "
+                    f"{det.max_text_len} text positions)", lambda: det.detect(images, phrases), det.device, rounds=7)
+    measure.info(ms_per_image=f"{measure.seconds / len(images) * 1e3:.2f}",
+                 **breakdown_info(*breakdown(det, images, phrases, 3), len(images)))
+
+
+def pytest_generate_tests(metafunc):
+    if "prefetch" in metafunc.fixturenames:
+        metafunc.parametrize("prefetch", [0, 2], ids=["prefetch0", "prefetch2"])
+    if "precision_name" in metafunc.fixturenames:
+        metafunc.parametrize("precision_name", list(PRECISIONS))
 
 
 if __name__ == "__main__":
-    main()
+    import pytest
+
+    sys.exit(pytest.main([__file__, "-p", "no:cacheprovider", *sys.argv[1:]]))

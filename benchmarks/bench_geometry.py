@@ -1,54 +1,25 @@
-"""Speed of giqa.geometry against peers on the same inputs, in one process.
+"""Speed of giqa.geometry against peers on the same inputs, in one process (pytest-benchmark).
 
-Run: ``.venv/bin/python benchmarks/bench_geometry.py [--write]`` (``--write`` also stores the
-table in ``benchmarks/results/geometry.md``). Each timing is the best of many repeats (the
-machine is shared; the median is printed beside it). Targets are from issues 2 and 12.
+Run: ``.venv/bin/python -m pytest benchmarks/bench_geometry.py`` (``make bench`` runs every
+suite; ``-k iou`` one case). One benchmark group per case: giqa's functions, a floor where one
+exists, and the peers (NumPy, supervision, the torchvision formula in torch, the paper's Alg. 1
+in pure Python). Each peer's result is checked against giqa's before it is timed. Derived
+figures (M boxes/s, the issue's targets met or missed) are in each benchmark's ``extra_info``.
+Targets are from issues 2 and 12; results recorded in ``benchmarks/results/geometry.md``.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import platform
-import statistics
 import subprocess
 import sys
-import time
-import warnings
+import tempfile
+from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy as np
 
 import giqa.geometry as g
-
-ROOT = Path(__file__).resolve().parents[1]
-rows: list[tuple[str, str, str, str, str]] = []
-
-
-def timeit(fn, repeat=30, inner=1):
-    fn()  # warm (compilation, caches)
-    ts = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        ts.append((time.perf_counter() - t) / inner)
-    return min(ts), statistics.median(ts)
-
-
-def fmt_t(t):
-    if t < 1e-3:
-        return f"{t * 1e6:.2f} us"
-    if t < 1:
-        return f"{t * 1e3:.3f} ms"
-    return f"{t:.2f} s"
-
-
-def add(case, impl, best_med, note="", extra=""):
-    best, med = best_med
-    rows.append((case, impl, f"{fmt_t(best)} (median {fmt_t(med)})", note, extra))
-    print(f"{case:32s} {impl:42s} {fmt_t(best):>12s}  median {fmt_t(med):>12s}  {note} {extra}", flush=True)
-    return best
 
 
 def random_boxes(n, dtype=np.float64, lo=0.0, hi=0.3, seed=0):
@@ -132,98 +103,137 @@ def numpy_decode(idx, n=20, m=20):
     return out
 
 
-# -- sections ---------------------------------------------------------------------------------
-def bench_iou():
-    import torch
+def numpy_ew_iou(a, b):
+    w = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
+    h = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
+    inter = w * h
+    union = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]) + (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) - inter
+    return inter / np.maximum(union, 1e-300)
+
+
+# -- IoU 2000 x 2000 ----------------------------------------------------------------------------
+IOU = "IoU 2000x2000 float32 (targets: giqa >= 50x NumPy and supervision, >= 30x torch, <= 1.5x the floor)"
+_A, _B = random_boxes(2000, np.float32, seed=1), random_boxes(2000, np.float32, seed=2)
+
+
+@cache
+def _iou_ref():
+    return numpy_iou(_A.astype(np.float64), _B.astype(np.float64))
+
+
+def test_iou_floor_fill(measure):
+    measure(IOU, lambda: np.empty((2000, 2000), np.float32).fill(0), rounds=100)
+
+
+def test_iou_giqa_parallel(measure):
+    np.testing.assert_allclose(g.pairwise_iou(_A, _B), _iou_ref(), atol=2e-6)
+    measure(IOU, lambda: g.pairwise_iou(_A, _B), rounds=100)
+
+
+def test_iou_giqa_serial(measure):
+    measure(IOU, lambda: g.pairwise_iou(_A, _B, parallel=False), rounds=30)
+
+
+def test_iou_numpy_broadcasting(measure):
+    measure(IOU, lambda: numpy_iou(_A, _B), rounds=5)
+
+
+def test_iou_supervision_box_iou_batch(measure):
     from supervision.detection.utils.iou_and_nms import box_iou_batch
 
-    a = random_boxes(2000, np.float32, seed=1)
-    b = random_boxes(2000, np.float32, seed=2)
-    ref = numpy_iou(a.astype(np.float64), b.astype(np.float64))
-    np.testing.assert_allclose(g.pairwise_iou(a, b), ref, atol=2e-6)
-    case = "IoU 2000x2000 float32"
-    floor = add(case, "floor: np.empty(...).fill(0)", timeit(lambda: np.empty((2000, 2000), np.float32).fill(0), 200))
-    par = add(case, "giqa pairwise_iou (auto: parallel)", timeit(lambda: g.pairwise_iou(a, b), 200))
-    ser = add(case, "giqa pairwise_iou(parallel=False)", timeit(lambda: g.pairwise_iou(a, b, parallel=False), 50))
-    npy = add(case, "NumPy broadcasting", timeit(lambda: numpy_iou(a, b), 10))
-    sv = add(case, "supervision box_iou_batch", timeit(lambda: box_iou_batch(a, b), 10))
-    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-    np.testing.assert_allclose(torch_iou(torch, ta, tb).numpy(), ref, atol=2e-6)
-    tt = add(case, f"torch (torchvision formula, {torch.get_num_threads()} threads)", timeit(lambda: torch_iou(torch, ta, tb), 20))
-    rows.append((case, "**ratios**", "", "", (
-        f"{floor and par / floor:.2f}x the floor (target <= 1.5x); "
-        f"NumPy/giqa {npy / par:.0f}x (>= 50x), supervision/giqa {sv / par:.0f}x (>= 50x), "
-        f"torch/giqa {tt / par:.0f}x (>= 30x); serial kernel {ser / floor:.2f}x the floor"
-    )))
-    print(rows[-1][-1])
+    np.testing.assert_allclose(box_iou_batch(_A, _B), _iou_ref(), atol=2e-6)
+    measure(IOU, lambda: box_iou_batch(_A, _B), rounds=5)
 
 
-def bench_merge():
-    boxes = random_boxes(10, np.float64, 0.02, 0.35, seed=3)
-    merged, _ = g.box_merge(boxes)
-    case = f"box_merge 10 boxes (-> {len(merged)})"
-    t = add(case, "giqa box_merge (wrapper included)", timeit(lambda: g.box_merge(boxes), 50, 2000))
-    arr32 = boxes.astype(np.float32)
-    add(case, "giqa box_merge, float32", timeit(lambda: g.box_merge(arr32), 50, 2000))
-    lst = boxes.tolist()
-    add(case, "giqa box_merge, list input", timeit(lambda: g.box_merge(lst), 20, 2000))
-    p = add(case, "paper Alg. 1 in pure Python (one greedy pass)", timeit(lambda: paper_alg1(lst), 20, 200))
-    assert sorted(map(tuple, canonical_alg1(lst))) == sorted(map(tuple, merged.tolist()))
-    c = add(case, "same result in pure Python (canonical order, to a fixpoint)", timeit(lambda: canonical_alg1(lst), 20, 200))
-    rows.append((case, "**ratios**", "", "", f"target <= 5 us: {'met' if t <= 5e-6 else 'MISSED'}; "
-                 f"Python Alg. 1 (one pass) / giqa {p / t:.0f}x; same result in Python / giqa {c / t:.0f}x"))
-    print(rows[-1][-1])
+def test_iou_torch_torchvision_formula(measure):
+    import torch
 
-    n_img, per = 80_000, 10
-    flat = random_boxes(n_img * per, np.float64, 0.02, 0.35, seed=4)
-    offsets = np.arange(0, n_img * per + 1, per, dtype=np.int64)
-    merged, moff, _ = g.box_merge_batched(flat, offsets)
-    case = f"box_merge_batched 80,000 x 10 (-> {len(merged)})"
-    t = add(case, "giqa box_merge_batched (auto: parallel)", timeit(lambda: g.box_merge_batched(flat, offsets), 10))
-    add(case, "giqa box_merge_batched(parallel=False)", timeit(lambda: g.box_merge_batched(flat, offsets, parallel=False), 5))
-    loop = add(case, "Python loop over giqa box_merge", timeit(lambda: [g.box_merge(flat[i : i + per]) for i in range(0, len(flat), per)], 3))
-    sub = 4000
-    lists = [flat[i * per : (i + 1) * per].tolist() for i in range(sub)]
-    best, med = timeit(lambda: [paper_alg1(x) for x in lists], 3)
-    p = add(case, f"paper Alg. 1, one pass, pure Python (timed on {sub} images, x{n_img // sub})", (best * n_img / sub, med * n_img / sub))
-    best, med = timeit(lambda: [canonical_alg1(x) for x in lists], 3)
-    c = add(case, f"same result in pure Python (timed on {sub} images, x{n_img // sub})", (best * n_img / sub, med * n_img / sub))
-    rows.append((case, "**ratios**", "", "", f"target < 0.2 s: {'met' if t < 0.2 else 'MISSED'}; loop/batched {loop / t:.1f}x; "
-                 f"Python Alg. 1 (one pass) / batched {p / t:.0f}x; same result in Python / batched {c / t:.0f}x"))
-    print(rows[-1][-1])
+    ta, tb = torch.from_numpy(_A), torch.from_numpy(_B)
+    np.testing.assert_allclose(torch_iou(torch, ta, tb).numpy(), _iou_ref(), atol=2e-6)
+    measure(IOU, lambda: torch_iou(torch, ta, tb), rounds=5)
+    measure.info(torch_threads=torch.get_num_threads())
 
 
-def bench_grid():
-    n_box = 4_000_000
-    codec = g.GridCodec(20, 20)
-    for dtype in (np.float32, np.float64):
-        boxes = random_boxes(n_box, dtype, seed=5)
-        idx = codec.encode(boxes)
-        np.testing.assert_array_equal(idx[:1000], numpy_encode(boxes[:1000].astype(np.float64)))
-        case = f"grid encode 4M boxes {np.dtype(dtype).name}"
-        t = add(case, "giqa GridCodec.encode (parallel)", timeit(lambda: codec.encode(boxes), 40))
-        rows[-1] = rows[-1][:4] + (f"{n_box / t / 1e6:.0f} M boxes/s (target >= 100)",)
-        print(rows[-1][-1])
-        ts = add(case, "giqa GridCodec.encode(parallel=False)", timeit(lambda: codec.encode(boxes, parallel=False), 5))
-        rows[-1] = rows[-1][:4] + (f"{n_box / ts / 1e6:.0f} M boxes/s",)
-        tn = add(case, "NumPy vectorised (floor + eps)", timeit(lambda: numpy_encode(boxes), 5))
-        rows[-1] = rows[-1][:4] + (f"{n_box / tn / 1e6:.0f} M boxes/s; giqa {tn / t:.1f}x faster",)
-        print(rows[-1][-1])
-    idx = codec.encode(random_boxes(n_box, np.float64, seed=6))
-    np.testing.assert_array_equal(codec.decode(idx[:1000]), numpy_decode(idx[:1000]))
-    case = "grid decode 4M pairs"
-    t = add(case, "giqa GridCodec.decode (parallel)", timeit(lambda: codec.decode(idx), 40))
-    rows[-1] = rows[-1][:4] + (f"{n_box / t / 1e6:.0f} M boxes/s (target >= 100)",)
-    print(rows[-1][-1])
-    ts = add(case, "giqa GridCodec.decode(parallel=False)", timeit(lambda: codec.decode(idx, parallel=False), 5))
-    rows[-1] = rows[-1][:4] + (f"{n_box / ts / 1e6:.0f} M boxes/s",)
-    tn = add(case, "NumPy vectorised", timeit(lambda: numpy_decode(idx), 5))
-    rows[-1] = rows[-1][:4] + (f"{n_box / tn / 1e6:.0f} M boxes/s; giqa {tn / t:.1f}x faster",)
-    print(rows[-1][-1])
+# -- Box-Merge ------------------------------------------------------------------------------------
+_TEN = random_boxes(10, np.float64, 0.02, 0.35, seed=3)
+MERGE = "box_merge 10 boxes (-> 4; target <= 5 us, wrapper included)"
 
 
-def bench_elementwise():
-    """Element-wise IoU / coverage / touch on 4M rows against a bare flat Numba loop (no checks)."""
+def test_merge_giqa(measure):
+    assert len(g.box_merge(_TEN)[0]) == 4  # as the group's name says
+    measure(MERGE, lambda: g.box_merge(_TEN), rounds=30, iterations=1000)
+    measure.info(target_5us="met" if measure.seconds <= 5e-6 else "MISSED")
+
+
+def test_merge_giqa_float32(measure):
+    arr32 = _TEN.astype(np.float32)
+    measure(MERGE, lambda: g.box_merge(arr32), rounds=30, iterations=1000)
+
+
+def test_merge_giqa_list_input(measure):
+    lst = _TEN.tolist()
+    measure(MERGE, lambda: g.box_merge(lst), rounds=20, iterations=1000)
+
+
+def test_merge_paper_alg1_python(measure):
+    lst = _TEN.tolist()
+    measure(MERGE, lambda: paper_alg1(lst), rounds=20, iterations=100)
+
+
+def test_merge_same_result_python(measure):
+    lst = _TEN.tolist()
+    assert sorted(map(tuple, canonical_alg1(lst))) == sorted(map(tuple, g.box_merge(_TEN)[0].tolist()))
+    measure(MERGE, lambda: canonical_alg1(lst), rounds=20, iterations=100)
+
+
+_PER = 10
+_FLAT = random_boxes(80_000 * _PER, np.float64, 0.02, 0.35, seed=4)
+_OFFSETS = np.arange(0, len(_FLAT) + 1, _PER, dtype=np.int64)
+BATCHED = "box_merge_batched 80,000 x 10 (target < 0.2 s)"
+_SUB = 4000  # the pure-Python peers take seconds per 4,000 images: they have a group of their own
+BATCHED_SUB = f"box_merge_batched {_SUB:,} x 10 (the pure-Python peers)"
+
+
+def test_batched_giqa_parallel(measure):
+    measure(BATCHED, lambda: g.box_merge_batched(_FLAT, _OFFSETS), rounds=8)
+    measure.info(target_0_2s="met" if measure.seconds < 0.2 else "MISSED")
+
+
+def test_batched_giqa_serial(measure):
+    measure(BATCHED, lambda: g.box_merge_batched(_FLAT, _OFFSETS, parallel=False), rounds=4)
+
+
+def test_batched_python_loop_over_giqa_box_merge(measure):
+    measure(BATCHED, lambda: [g.box_merge(_FLAT[i:i + _PER]) for i in range(0, len(_FLAT), _PER)], rounds=2)
+
+
+def test_batched_sub_giqa(measure):
+    flat, offsets = _FLAT[:_SUB * _PER], _OFFSETS[:_SUB + 1]
+    measure(BATCHED_SUB, lambda: g.box_merge_batched(flat, offsets), rounds=20)
+
+
+def test_batched_sub_paper_alg1_python(measure):
+    lists = [_FLAT[i * _PER:(i + 1) * _PER].tolist() for i in range(_SUB)]
+    measure(BATCHED_SUB, lambda: [paper_alg1(x) for x in lists], rounds=2)
+
+
+def test_batched_sub_same_result_python(measure):
+    lists = [_FLAT[i * _PER:(i + 1) * _PER].tolist() for i in range(_SUB)]
+    measure(BATCHED_SUB, lambda: [canonical_alg1(x) for x in lists], rounds=2)
+
+
+# -- element-wise -----------------------------------------------------------------------------
+_N_EW = 4_000_000
+ELEMENTWISE = "element-wise 4M rows float64"
+
+
+@cache
+def _ew():
+    return random_boxes(_N_EW, np.float64, seed=7), random_boxes(_N_EW, np.float64, seed=8)
+
+
+def test_elementwise_floor_bare_numba_loop(measure):
+    """A bare flat Numba loop: serial, no checks."""
     from numba import njit
 
     @njit(cache=False, error_model="numpy")
@@ -236,53 +246,121 @@ def bench_elementwise():
             ab = (b[4 * i + 2] - b[4 * i]) * (b[4 * i + 3] - b[4 * i + 1])
             out[i] = inter / max(aa + ab - inter, 1e-300)
 
-    n = 4_000_000
-    a = random_boxes(n, np.float64, seed=7)
-    b = random_boxes(n, np.float64, seed=8)
-    out = np.empty(n)
+    a, b = _ew()
+    out = np.empty(_N_EW)
     flat_iou(a.reshape(-1), b.reshape(-1), out)
     np.testing.assert_allclose(g.iou(a, b), out, rtol=1e-12)
-    case = "element-wise 4M rows float64"
-    floor = add(case, "floor: bare flat Numba loop, serial, no checks", timeit(lambda: flat_iou(a.reshape(-1), b.reshape(-1), out), 10))
-    ti = add(case, "giqa iou (checks fused, auto: parallel)", timeit(lambda: g.iou(a, b), 10))
-    tc = add(case, "giqa coverage", timeit(lambda: g.coverage(a, b), 10))
-    tt = add(case, "giqa touch", timeit(lambda: g.touch(a, b), 10))
-    tn = add(case, "NumPy vectorised IoU (no checks)", timeit(lambda: _numpy_ew_iou(a, b), 5))
-    rows.append((case, "**ratios**", "", "", f"giqa iou / floor {ti / floor:.2f}x, coverage {tc / floor:.2f}x, touch {tt / floor:.2f}x; "
-                 f"NumPy / giqa iou {tn / ti:.1f}x"))
-    print(rows[-1][-1])
+    measure(ELEMENTWISE, lambda: flat_iou(a.reshape(-1), b.reshape(-1), out), rounds=10)
 
 
-def _numpy_ew_iou(a, b):
-    w = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
-    h = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
-    inter = w * h
-    union = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]) + (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) - inter
-    return inter / np.maximum(union, 1e-300)
+def test_elementwise_giqa_iou(measure):
+    a, b = _ew()
+    measure(ELEMENTWISE, lambda: g.iou(a, b), rounds=10)
 
 
-def bench_grid_small():
-    """Small inputs: the plain-Python path (runs while the kernels are not loaded) vs the kernel."""
+def test_elementwise_giqa_coverage(measure):
+    a, b = _ew()
+    measure(ELEMENTWISE, lambda: g.coverage(a, b), rounds=10)
+
+
+def test_elementwise_giqa_touch(measure):
+    a, b = _ew()
+    measure(ELEMENTWISE, lambda: g.touch(a, b), rounds=10)
+
+
+def test_elementwise_numpy_iou(measure):
+    a, b = _ew()
+    measure(ELEMENTWISE, lambda: numpy_ew_iou(a, b), rounds=5)
+
+
+# -- grid codec ---------------------------------------------------------------------------------
+_N_GRID = 4_000_000
+_CODEC = g.GridCodec(20, 20)
+
+
+def _boxes_per_s(measure) -> str:
+    return f"{_N_GRID / measure.seconds / 1e6:.0f} M boxes/s"
+
+
+@lru_cache(maxsize=1)  # 4M boxes of each dtype: keep one
+def _grid_boxes(dtype: str):
+    return random_boxes(_N_GRID, np.dtype(dtype), seed=5)
+
+
+def test_grid_encode_giqa_parallel(measure, grid_dtype):
+    boxes = _grid_boxes(grid_dtype)
+    np.testing.assert_array_equal(_CODEC.encode(boxes[:1000]), numpy_encode(boxes[:1000].astype(np.float64)))
+    measure(f"grid encode 4M boxes {grid_dtype} (target >= 100 M boxes/s)", lambda: _CODEC.encode(boxes), rounds=20)
+    measure.info(rate=_boxes_per_s(measure))
+
+
+def test_grid_encode_giqa_serial(measure, grid_dtype):
+    boxes = _grid_boxes(grid_dtype)
+    measure(f"grid encode 4M boxes {grid_dtype} (target >= 100 M boxes/s)",
+            lambda: _CODEC.encode(boxes, parallel=False), rounds=5)
+    measure.info(rate=_boxes_per_s(measure))
+
+
+def test_grid_encode_numpy(measure, grid_dtype):
+    boxes = _grid_boxes(grid_dtype)
+    measure(f"grid encode 4M boxes {grid_dtype} (target >= 100 M boxes/s)", lambda: numpy_encode(boxes), rounds=3)
+    measure.info(rate=_boxes_per_s(measure))
+
+
+@cache
+def _idx():
+    return _CODEC.encode(random_boxes(_N_GRID, np.float64, seed=6))
+
+
+DECODE = "grid decode 4M pairs (target >= 100 M boxes/s)"
+
+
+def test_grid_decode_giqa_parallel(measure):
+    idx = _idx()
+    np.testing.assert_array_equal(_CODEC.decode(idx[:1000]), numpy_decode(idx[:1000]))
+    measure(DECODE, lambda: _CODEC.decode(idx), rounds=20)
+    measure.info(rate=_boxes_per_s(measure))
+
+
+def test_grid_decode_giqa_serial(measure):
+    idx = _idx()
+    measure(DECODE, lambda: _CODEC.decode(idx, parallel=False), rounds=5)
+    measure.info(rate=_boxes_per_s(measure))
+
+
+def test_grid_decode_numpy(measure):
+    idx = _idx()
+    measure(DECODE, lambda: numpy_decode(idx), rounds=3)
+    measure.info(rate=_boxes_per_s(measure))
+
+
+def _small(rows):
+    boxes = random_boxes(rows, np.float64, seed=9)
+    return boxes, _CODEC.encode(boxes, parallel=False)
+
+
+def _python_path(fn):
+    """``fn`` as a process that never loaded the kernels runs it (the plain-Python path)."""
     import giqa.geometry.grid as grid
 
-    codec = g.GridCodec(20, 20)
-    for rows_n in (1, 4, 16):
-        boxes = random_boxes(rows_n, np.float64, seed=9)
-        idx = codec.encode(boxes, parallel=False)
-        case = f"grid {rows_n} row(s)"
-        kernels = grid._kernels()
-        grid._k = None  # what a process that never loaded the kernels runs
+    def run():
+        kernels, grid._k = grid._kernels(), None
         try:
-            pe = add(case, "encode, plain Python path", timeit(lambda: codec.encode(boxes), 50, 200))
-            pd = add(case, "decode, plain Python path", timeit(lambda: codec.decode(idx), 50, 200))
+            return fn()
         finally:
             grid._k = kernels
-        ke = add(case, "encode, kernel (default once loaded)", timeit(lambda: codec.encode(boxes), 50, 200))
-        kd = add(case, "decode, kernel (default once loaded)", timeit(lambda: codec.decode(idx), 50, 200))
-        rows.append((case, "**ratios**", "", "", f"Python / kernel: encode {pe / ke:.1f}x, decode {pd / kd:.1f}x"))
-        print(rows[-1][-1])
+
+    return run
 
 
+def test_grid_small(measure, rows, grid_op, plain_python):
+    boxes, idx = _small(rows)
+    call = (lambda: _CODEC.encode(boxes)) if grid_op == "encode" else (lambda: _CODEC.decode(idx))
+    measure(f"grid {grid_op} {rows} row(s): plain Python path vs kernel", _python_path(call) if plain_python else call,
+            rounds=30, iterations=200)
+
+
+# -- cold start -----------------------------------------------------------------------------------
 _COLD = r"""
 import sys, time
 t0 = time.perf_counter()
@@ -313,7 +391,6 @@ _CALLS = {
     "GridCodec.decode (kernel)": "g.GridCodec().decode(np.arange(100).reshape(50, 2), parallel=False)",
 }
 
-
 _FLOOR_MOD = """
 from numba import njit
 
@@ -336,98 +413,53 @@ giqa_numba_floor.trivial(np.zeros(1))
 t3 = time.perf_counter()
 print(t1 - t0, t2 - t1, t3 - t2, t3 - t0)
 """
+COLD = "cold start, cache warm: a fresh process to its first call (target: imports + first call < 0.5 s)"
 
 
-def bench_numba_floor(env, repeat):
+def _cold(measure, code: str, labels: tuple[str, str, str, str]) -> None:
+    """Time a fresh interpreter running ``code`` (its on-disk cache warmed by the warm-up round);
+    the in-process timings it prints (best round) go to extra_info."""
+    printed: list[list[float]] = []
+
+    def run():
+        out = subprocess.run([sys.executable, "-c", code], check=True, env=dict(os.environ),
+                             capture_output=True, text=True)
+        printed.append([float(v) for v in out.stdout.split()])
+
+    measure(COLD, run, rounds=5)
+    fastest = min(printed, key=lambda r: r[3])
+    measure.info(**{label: f"{v * 1e3:.1f} ms" for label, v in zip(labels, fastest)})
+
+
+def test_cold_bare_interpreter(measure):
+    measure(COLD, lambda: subprocess.run([sys.executable, "-c", "pass"], check=True), rounds=5)
+
+
+def test_cold_numba_floor_trivial_cached_njit(measure):
     """Numba's own cold-start cost: import + first call of a trivial cached function."""
-    import tempfile
-
     with tempfile.TemporaryDirectory() as tmp:
         Path(tmp, "giqa_numba_floor.py").write_text(_FLOOR_MOD)
-        code = _FLOOR.format(path=tmp)
-        subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True)
-        res = []
-        for _ in range(repeat):
-            out = subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True, text=True)
-            res.append([float(v) for v in out.stdout.split()])
-    res.sort(key=lambda r: r[3])
-    imp_np, imp_nb, first, total = res[0]
-    rows.append(("cold start, cache warm", "reference: trivial cached @njit function (Numba's floor)", f"first call {fmt_t(first)}",
-                 f"import numpy {fmt_t(imp_np)} + numba {fmt_t(imp_nb)}", f"imports + first call {fmt_t(total)}"))
-    print(" | ".join(rows[-1]), flush=True)
+        _cold(measure, _FLOOR.format(path=tmp), ("import numpy", "import numba + module", "first call", "total"))
 
 
-def bench_cold(repeat=7):
-    """First call in a fresh process with the on-disk cache warm, numba import included."""
-    env = dict(os.environ)
-    bench_numba_floor(env, repeat)
-    base = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "pass"], check=True, env=env)
-        base.append(time.perf_counter() - t)
-    interp = min(base)
-    for block in (False, True):
-        for name, call in _CALLS.items():
-            code = _COLD.format(call=call, block_scipy=block)
-            subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True)  # warm cache
-            res, walls = [], []
-            for _ in range(repeat):
-                t = time.perf_counter()
-                out = subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True, text=True)
-                walls.append(time.perf_counter() - t)
-                res.append([float(v) for v in out.stdout.split()])
-            res.sort(key=lambda r: r[3])
-            imp_np, imp_g, first, total = res[0]
-            case = "cold start, cache warm" + (" (scipy hidden)" if block else "")
-            rows.append((case, name, f"first call {fmt_t(first)}", f"import numpy {fmt_t(imp_np)} + giqa.geometry {fmt_t(imp_g)}",
-                         f"imports + first call {fmt_t(total)} (target < 0.5 s); process wall {fmt_t(min(walls))}, bare interpreter {fmt_t(interp)}"))
-            print(" | ".join(rows[-1]), flush=True)
+def test_cold_giqa_first_call(measure, cold_call, scipy_hidden):
+    code = _COLD.format(call=_CALLS[cold_call], block_scipy=scipy_hidden)
+    _cold(measure, code, ("import numpy", "import giqa.geometry", "first call", "imports + first call"))
 
 
-def table():
-    head = "| case | implementation | time (best of N) | note | derived |\n|---|---|---|---|---|\n"
-    return head + "\n".join("| " + " | ".join(r) + " |" for r in rows) + "\n"
-
-
-def main():
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--write", action="store_true", help="write benchmarks/results/geometry.md")
-    ap.add_argument("--only", choices=["iou", "merge", "elementwise", "grid", "grid_small", "cold"], action="append")
-    args = ap.parse_args()
-    warnings.filterwarnings("ignore")
-    import numba
-
-    sections = args.only or ["iou", "merge", "elementwise", "grid", "grid_small", "cold"]
-    load0 = ", ".join(f"{v:.1f}" for v in os.getloadavg())
-    t0 = time.perf_counter()
-    for name in sections:
-        {"iou": bench_iou, "merge": bench_merge, "elementwise": bench_elementwise, "grid": bench_grid,
-         "grid_small": bench_grid_small, "cold": bench_cold}[name]()
-    md = table()
-    print()
-    print(md)
-    if args.write:
-        import torch
-
-        info = (
-            f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared), "
-            f"Python {platform.python_version()}, NumPy {np.__version__}, Numba {numba.__version__} "
-            f"(threading layer {numba.threading_layer() if numba.config.NUMBA_NUM_THREADS else '?'}, "
-            f"{numba.get_num_threads()} threads), torch {torch.__version__}. "
-            f"Load average at the start (other engineers share the machine): {load0}. "
-            f"Run took {time.perf_counter() - t0:.0f} s on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}."
-        )
-        out = ROOT / "benchmarks" / "results" / "geometry.md"
-        old = out.read_text() if out.exists() else ""
-        notes = old.split("<!-- notes -->", 1)[1] if "<!-- notes -->" in old else "\n"
-        out.write_text(
-            "# giqa.geometry benchmark\n\n"
-            "Command: `.venv/bin/python benchmarks/bench_geometry.py --write`\n\n"
-            f"{info}\n\n{md}\n<!-- notes -->{notes}"
-        )
-        print(f"wrote {out}")
+def pytest_generate_tests(metafunc):
+    """The parametrised cases (no pytest import: bench_paper_scale.py-style scripts may import these
+    modules where pytest is not installed)."""
+    params = {"grid_dtype": (["float32", "float64"], None), "rows": ([1, 4, 16], None),
+              "grid_op": (["encode", "decode"], None), "plain_python": ([True, False], ["plain-python", "kernel"]),
+              "cold_call": (list(_CALLS), [c.replace(" ", "") for c in _CALLS]),
+              "scipy_hidden": ([False, True], ["scipy", "scipy-hidden"])}
+    for name, (values, ids) in params.items():
+        if name in metafunc.fixturenames:
+            metafunc.parametrize(name, values, ids=ids)
 
 
 if __name__ == "__main__":
-    main()
+    import pytest
+
+    sys.exit(pytest.main([__file__, "-p", "no:cacheprovider", *sys.argv[1:]]))

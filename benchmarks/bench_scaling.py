@@ -1,35 +1,38 @@
-"""Ray runner scaling on a CPU-bound DES run: in-process vs Ray with 1 and 2 workers.
+"""Ray runner scaling on a CPU-bound DES run: in-process vs Ray with 1 and 2 workers (pytest-benchmark).
 
-    .venv/bin/python benchmarks/bench_scaling.py [--n 800] [--block 50] [--size 1024 768] [--repeat 2]
+Run: ``.venv/bin/python -m pytest benchmarks/bench_scaling.py`` (``GIQA_BENCH_SCALING_RECORDS``
+records, default 800, in Ray blocks of 50; 2 rounds each).
 
 The work is real CPU work per record: read and decode a 1024 x 768 JPEG (detect stage), decode
 it again and crop it for the quality filter (refine stage), Box-Merge (Numba), fusion and
 question draw (fuse stage), Sample validation (finalize), one JSON line written. The backends
-are instant in-memory callables, so no model time hides the runner. All three contenders run
-the same ``DesPipeline`` on the same input records (``make_inputs`` is done once, untimed):
+are instant in-memory callables, so no model time hides the runner. Every contender runs the
+same ``DesPipeline`` on the same input records (``make_inputs`` is done once, untimed), each
+round into a fresh directory:
 
 - ``run_local``: the in-process runner (one core), the reference;
 - ``run_ray, 1 worker``: ``ray.init(num_cpus=1)``, every stage as Ray tasks;
-- ``run_ray, 2 workers``: ``ray.init(num_cpus=2)``, same.
+- ``run_ray, 2 workers``: ``ray.init(num_cpus=2)``, same;
+- ``run_ray, 2 workers, actors``: ``detect`` and ``refine`` in actor pools (the model-stage
+  path, their own batch sizes: 4 and 8), with and without their pixels prepared in the CPU
+  tasks before them (the GPU default: decoded images and crops travel to the actors through
+  the object store, and the actors only call their backends).
 
-A calibration run pushes records through a stage that burns 20 ms of CPU time each (perfectly
-parallel work) with 1 and 2 workers: the CPU share it obtains shows how many cores the machine
-really gave the workers (other processes, the Ray driver and raylet share the same cores).
-
-The Ray timings exclude ``ray.init`` (a few seconds) but include Ray Data's planning, task
-scheduling, Arrow/JSON transfer of records and the driver's writing. Each contender writes into
-a fresh directory; the best of ``--repeat`` runs is reported. The machine has 2 cores shared
-with other work, so the 2-worker figure also pays for the driver process on the same cores.
+A calibration group pushes records through a stage that burns 20 ms of CPU time each
+(perfectly parallel work) with 1 and 2 workers: the CPU share it obtains (``extra_info``) shows
+how many cores the machine really gave the workers (other processes, the Ray driver and raylet
+share the same cores). Ray timings exclude ``ray.init`` but include Ray Data's planning,
+scheduling, Arrow/JSON transfer of records and the driver's writing. Results recorded in
+``benchmarks/results/scaling.md``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
-import tempfile
 import time
+from itertools import count
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +56,12 @@ BOXES = {
     "sky": [((0.0, 0.0, 1.0, 0.3), 0.7)],
     "the trees": [((0.1, 0.5, 0.3, 0.7), 0.6), ((0.3, 0.5, 0.5, 0.7), 0.5)],
 }
+N = int(os.environ.get("GIQA_BENCH_SCALING_RECORDS", "800"))
+BLOCK = 50
+SIZE = (1024, 768)  # KonIQ-10k's size
+GROUP = f"Ray scaling: DES, {N} records ({SIZE[0]}x{SIZE[1]} JPEG decoded twice, 4 tags, 8 boxes, instant backends)"
+BURN_N, BURN_MS = 200, 20.0
+CALIBRATION = f"Ray calibration: {BURN_N} records x {BURN_MS:g} ms of CPU each (perfectly parallel)"
 
 
 def tags_fn(messages):
@@ -92,27 +101,21 @@ def make_images(root: Path, n: int, size: tuple[int, int]) -> list[dict]:
     return items
 
 
-def _load() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "n/a"
+_WORKLOAD: dict = {}
 
 
-def count(out: Path) -> int:
+def workload(tmp_path_factory):
+    """``(pipeline, input records)`` on ``N`` JPEGs in a session temporary directory (made once)."""
+    if not _WORKLOAD:
+        root = tmp_path_factory.mktemp("scaling-images")
+        pipe = make_pipeline(root)
+        _WORKLOAD.update(pipe=pipe, inputs=pipe.make_inputs(make_images(root, N, SIZE)))
+    return _WORKLOAD["pipe"], _WORKLOAD["inputs"]
+
+
+def count_lines(out: Path) -> int:
     with open(out / "samples.jsonl", "rb") as f:
         return sum(1 for _ in f)
-
-
-def bench_local(pipe, inputs, tmp: Path, repeat: int) -> float:
-    best = float("inf")
-    for r in range(repeat):
-        out = tmp / f"local{r}"
-        t = time.perf_counter()
-        run_local(pipe, inputs, out, batch_size=100, progress=False)
-        best = min(best, time.perf_counter() - t)
-        assert count(out) == len(inputs)
-    return best
 
 
 class BurnStage(Stage[Record]):
@@ -146,78 +149,100 @@ class BurnPipeline(Pipeline[Record, Sample]):
         return [Sample(id=r.id, image="x.png", task="des", question="q", answer="a", meta={"key": r.key})]
 
 
-def burn_inputs(n: int) -> list[Record]:
-    return [Record(key=f"k{i}", id=f"b{i}") for i in range(n)]
+def _fresh(tmp_path: Path, prefix: str):
+    numbers = count()
+    return lambda: ((tmp_path / f"{prefix}{next(numbers)}",), {})
 
 
-def bench_ray(pipe, inputs, tmp: Path, repeat: int, workers: int, block: int, burn_n: int, burn_ms: float):
+def _rate(measure, n: int) -> None:
+    measure.info(records_per_s=round(n / measure.seconds), load_average=round(os.getloadavg()[0], 2))
+
+
+def test_run_local(measure, tmp_path, tmp_path_factory):
+    pipe, inputs = workload(tmp_path_factory)
+
+    def run(out):
+        run_local(pipe, inputs, out, batch_size=100, progress=False)
+        assert count_lines(out) == len(inputs)
+
+    measure(GROUP, run, setup=_fresh(tmp_path, "local"), rounds=2, warmup=0)
+    _rate(measure, N)
+
+
+def _ray(workers: int):
     import ray
 
-    from giqa.pipeline.ray_runner import StageOptions, run_ray
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    # the workers import this module by name (its callables and stages travel by reference)
+    path = os.pathsep.join(p for p in (str(Path(__file__).resolve().parent), os.environ.get("PYTHONPATH", "")) if p)
+    ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": path}})
+    return ray
 
-    ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+
+def _run_ray(measure, tmp_path, tmp_path_factory, workers: int, options: dict) -> None:
+    from giqa.pipeline.ray_runner import run_ray
+
+    pipe, inputs = workload(tmp_path_factory)
+
+    def run(out):
+        run_ray(pipe, inputs, out, batch_size=BLOCK, progress=False, stage_options=options)
+        assert count_lines(out) == len(inputs)
+
+    ray = _ray(workers)
     try:
-        tasks = {s.name: StageOptions(actors=False, batch_size=block) for s in pipe.stages}
-        best = float("inf")
-        for r in range(repeat):
-            out = tmp / f"ray{workers}_{r}"
-            t = time.perf_counter()
-            run_ray(pipe, inputs, out, batch_size=block, progress=False, stage_options=tasks)
-            best = min(best, time.perf_counter() - t)
-            assert count(out) == len(inputs)
-        burn = BurnPipeline(burn_ms, batch_size=10)
-        best_burn = float("inf")
-        for r in range(repeat):
-            out = tmp / f"burn{workers}_{r}"
-            t = time.perf_counter()
-            run_ray(burn, burn_inputs(burn_n), out, batch_size=20, progress=False)
-            best_burn = min(best_burn, time.perf_counter() - t)
+        measure(GROUP, run, setup=_fresh(tmp_path, "ray"), rounds=2, warmup=1)
     finally:
         ray.shutdown()
-    return best, best_burn
+    _rate(measure, N)
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--n", type=int, default=800)
-    ap.add_argument("--block", type=int, default=50, help="records per Ray block (default: 50)")
-    ap.add_argument("--size", type=int, nargs=2, default=(1024, 768), metavar=("W", "H"),
-                    help="image size (default: 1024 768, KonIQ-10k's size)")
-    ap.add_argument("--repeat", type=int, default=2)
-    ap.add_argument("--burn-n", type=int, default=200, help="calibration records (default: 200)")
-    ap.add_argument("--burn-ms", type=float, default=20.0, help="calibration CPU ms per record (default: 20)")
-    args = ap.parse_args(argv)
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    load0 = _load()
-    with tempfile.TemporaryDirectory() as d:
-        tmp = Path(d)
-        (tmp / "img").mkdir()
-        items = make_images(tmp / "img", args.n, tuple(args.size))
-        pipe = make_pipeline(tmp / "img")
-        inputs = pipe.make_inputs(items)
-        t_local = bench_local(pipe, inputs, tmp, args.repeat)
-        t_r1, b1 = bench_ray(pipe, inputs, tmp, args.repeat, 1, args.block, args.burn_n, args.burn_ms)
-        t_r2, b2 = bench_ray(pipe, inputs, tmp, args.repeat, 2, args.block, args.burn_n, args.burn_ms)
-    n = args.n
-    rows = [("run_local (in-process, 1 core)", t_local), ("run_ray, 1 worker", t_r1), ("run_ray, 2 workers", t_r2)]
-    print(f"\nDES, {n} records ({args.size[0]}x{args.size[1]} JPEG decoded twice, 4 tags, 8 boxes, instant "
-          f"backends), Ray blocks of {args.block}, best of {args.repeat}; {os.cpu_count()} CPU cores; "
-          f"load average before: {load0}\n")
-    print("| contender | seconds | records/s | vs run_local | vs 1 worker |")
-    print("|---|---:|---:|---:|---:|")
-    for name, t in rows:
-        print(f"| {name} | {t:.2f} | {n / t:,.0f} | {t_local / t:.2f}x | {t_r1 / t:.2f}x |")
-    print(f"\nScaling 1 -> 2 workers (DES): {t_r1 / t_r2:.2f}x (ideal 2.00x)")
-    ideal = args.burn_n * args.burn_ms / 1000.0
-    print(f"\nCalibration: {args.burn_n} records x {args.burn_ms:g} ms of CPU each ({ideal:.1f} CPU-s, perfectly "
-          f"parallel) through run_ray\n")
-    print("| workers | seconds | ideal seconds | CPU share obtained |")
-    print("|---:|---:|---:|---:|")
-    print(f"| 1 | {b1:.2f} | {ideal:.2f} | {ideal / b1:.2f} cores |")
-    print(f"| 2 | {b2:.2f} | {ideal / 2:.2f} | {ideal / b2:.2f} cores |")
-    print(f"\nScaling 1 -> 2 workers (calibration): {b1 / b2:.2f}x; load average after: {_load()}")
-    return 0
+def _tasks():
+    return {name: {"actors": False, "batch_size": BLOCK} for name in ("input", "tags", "detect", "refine", "fuse")}
+
+
+def test_run_ray_1_worker(measure, tmp_path, tmp_path_factory):
+    _run_ray(measure, tmp_path, tmp_path_factory, 1, _tasks())
+
+
+def test_run_ray_2_workers(measure, tmp_path, tmp_path_factory):
+    _run_ray(measure, tmp_path, tmp_path_factory, 2, _tasks())
+
+
+def test_run_ray_2_workers_actors_pixels_prepared(measure, tmp_path, tmp_path_factory):
+    actors = {n: {"actors": True, "prepare": True} for n in ("detect", "refine")}
+    _run_ray(measure, tmp_path, tmp_path_factory, 2, {**_tasks(), **actors})
+
+
+def test_run_ray_2_workers_actors_decoding_themselves(measure, tmp_path, tmp_path_factory):
+    actors = {n: {"actors": True, "prepare": False} for n in ("detect", "refine")}
+    _run_ray(measure, tmp_path, tmp_path_factory, 2, {**_tasks(), **actors})
+
+
+def _burn(measure, tmp_path, workers: int) -> None:
+    from giqa.pipeline.ray_runner import run_ray
+
+    burn = BurnPipeline(BURN_MS, batch_size=10)
+    inputs = [Record(key=f"k{i}", id=f"b{i}") for i in range(BURN_N)]
+    ray = _ray(workers)
+    try:
+        measure(CALIBRATION, lambda out: run_ray(burn, inputs, out, batch_size=20, progress=False),
+                setup=_fresh(tmp_path, "burn"), rounds=2, warmup=1)
+    finally:
+        ray.shutdown()
+    ideal = BURN_N * BURN_MS / 1000.0
+    measure.info(ideal_seconds=round(ideal / workers, 2), cpu_share_obtained=f"{ideal / measure.seconds:.2f} cores")
+
+
+def test_calibration_1_worker(measure, tmp_path):
+    _burn(measure, tmp_path, 1)
+
+
+def test_calibration_2_workers(measure, tmp_path):
+    _burn(measure, tmp_path, 2)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    import pytest
+
+    sys.exit(pytest.main([__file__, "-p", "no:cacheprovider", *sys.argv[1:]]))

@@ -1,30 +1,39 @@
-"""Training throughput of giqa.train against a plain PyTorch loop (tiny random-weight LLaVA, CPU).
+"""Training throughput of giqa.train against a plain PyTorch loop (tiny random-weight LLaVA, CPU; pytest-benchmark).
+
+Run: ``.venv/bin/python -m pytest benchmarks/bench_train.py`` (``GIQA_BENCH_TRAIN_STEPS``
+optimiser steps, default 20, batch 8, 3 rounds each, torch on 1 thread).
 
 Same tiny LLaVA (giqa.models.tiny), same 32 samples (64 x 64 images, mixed DES/VQA), same
-collator, batch, optimiser (AdamW) and step count, same process. Modes:
+collator, batch, optimiser (AdamW, fp32) and step count, same process. Contenders, each timed
+from the model directory on disk to the trained model saved:
 
-- ``giqa.train`` : ``train(TrainConfig(...))``: transformers ``Trainer`` with giqa's dataset,
-  sampler, collator, JSONL log and checkpoint (one checkpoint at the end); samples/s from
-  Trainer's own ``train_runtime`` (model loading and final save excluded).
-- ``plain loop`` (the peer): ``DataLoader(dataset, collate_fn=SftCollator)`` -> forward with
-  labels -> backward -> ``AdamW.step()``, nothing else: the floor any wrapper adds to.
-- ``collator only``: the data path alone (image decode + chat template + processor + labels).
+- ``giqa.train``: ``train(TrainConfig(...))``: transformers ``Trainer`` with giqa's dataset,
+  sampler, collator, JSONL log, one checkpoint at the last step and the final model;
+- ``plain loop`` (the peer): load the processor and model, ``DataLoader(dataset,
+  collate_fn=SftCollator)`` -> forward with labels -> backward -> ``AdamW.step()``, then
+  ``save_pretrained``; nothing else: the floor any wrapper adds to;
+- ``collator only``: the data path alone (image decode + chat template + processor + labels)
+  for as many batches (processor loaded untimed).
 
-Run: ``.venv/bin/python benchmarks/bench_train.py [--steps 20] [--batch 8] [--repeats 3] [--threads 1]``
-Prints a Markdown table (best of ``--repeats`` runs after one warm-up step each).
+``extra_info`` has each one's samples/s over its training steps alone (``giqa.train``: from
+``on_train_begin`` to ``on_train_end``, what Trainer's ``train_runtime`` covers; the loop: its
+steps), the figure ``benchmarks/results/train.md`` records.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import platform
 import shutil
-import tempfile
+import sys
 import time
+from itertools import count
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+STEPS = int(os.environ.get("GIQA_BENCH_TRAIN_STEPS", "20"))
+BATCH = 8
+GROUP = f"training, tiny LLaVA (CLIP 32 px / patch 8 + Llama 2 x 32), {STEPS} steps x batch {BATCH}, fp32, 1 thread"
 
 
 def _make_data(root: Path, n: int) -> Path:
@@ -52,21 +61,63 @@ def _make_data(root: Path, n: int) -> Path:
     return path
 
 
-def _giqa(model_dir: Path, data: Path, root: Path, out: Path, steps: int, batch: int) -> float:
-    from giqa.train import TrainConfig, read_log, train
-
-    shutil.rmtree(out, ignore_errors=True)
-    cfg = TrainConfig(
-        model=str(model_dir), data=[str(data)], image_root=root, output_dir=out, learning_rate=1e-3,
-        global_batch_size=batch, per_device_batch_size=batch, max_steps=steps, save_steps=steps,
-        logging_steps=1, precision="fp32",
-    )
-    train(cfg)
-    summary = next(e for e in read_log(out) if "train_runtime" in e)
-    return steps * batch / summary["train_runtime"]
+_SETUP: dict = {}
 
 
-def _plain(model_dir: Path, data: Path, root: Path, steps: int, batch: int) -> float:
+def setup_models(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """``(model_dir, data file, image root)``: the tiny LLaVA and 32 samples, made once."""
+    if not _SETUP:
+        import torch
+        import transformers
+
+        from giqa.models.tiny import build_tiny_llava
+
+        torch.set_num_threads(1)  # 1 thread is fastest for a model this small on a shared machine
+        transformers.logging.set_verbosity_error()
+        tmp = tmp_path_factory.mktemp("train")
+        _SETUP.update(model=build_tiny_llava(tmp / "llava"), data=_make_data(tmp / "data", 32), root=tmp / "data")
+    return _SETUP["model"], _SETUP["data"], _SETUP["root"]
+
+
+def _steps_clock():
+    """A TrainerCallback recording the seconds from the first step's start to the last's end."""
+    from transformers import TrainerCallback
+
+    class Clock(TrainerCallback):
+        def __init__(self) -> None:
+            self.seconds: list[float] = []
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.t0 = time.perf_counter()
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self.seconds.append(time.perf_counter() - self.t0)
+
+    return Clock()
+
+
+def test_giqa_train(measure, tmp_path, tmp_path_factory):
+    from giqa.train import TrainConfig, train
+
+    model_dir, data, root = setup_models(tmp_path_factory)
+    clock = _steps_clock()
+    runs = count()
+
+    def run():
+        out = tmp_path / f"run{next(runs)}"
+        cfg = TrainConfig(
+            model=str(model_dir), data=[str(data)], image_root=root, output_dir=out, learning_rate=1e-3,
+            global_batch_size=BATCH, per_device_batch_size=BATCH, max_steps=STEPS, save_steps=STEPS,
+            logging_steps=1, precision="fp32",
+        )
+        train(cfg, callbacks=[clock])
+        shutil.rmtree(out, ignore_errors=True)
+
+    measure(GROUP, run, rounds=3, warmup=0)
+    measure.info(steps_samples_per_s=round(STEPS * BATCH / min(clock.seconds), 1))
+
+
+def test_plain_loop(measure, tmp_path, tmp_path_factory):
     import torch
     from torch.utils.data import DataLoader
     from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -74,86 +125,59 @@ def _plain(model_dir: Path, data: Path, root: Path, steps: int, batch: int) -> f
     from giqa.train.collate import SftCollator
     from giqa.train.data import SftDataset, TaskMixSampler, read_conversations
 
-    ds = SftDataset(read_conversations(data), root)
-    processor = AutoProcessor.from_pretrained(model_dir)
-    model = AutoModelForImageTextToText.from_pretrained(model_dir)
-    for n, p in model.named_parameters():
-        if "vision_tower" in n:
-            p.requires_grad_(False)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
-    loader = DataLoader(ds, batch_size=batch, sampler=TaskMixSampler(ds.tasks, seed=0), collate_fn=SftCollator(processor))
-    model.train()
+    model_dir, data, root = setup_models(tmp_path_factory)
+    steps_seconds: list[float] = []
+    runs = count()
 
-    def step(b):
-        loss = model(**b).loss
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
+    def run():
+        ds = SftDataset(read_conversations(data), root)
+        processor = AutoProcessor.from_pretrained(model_dir)
+        model = AutoModelForImageTextToText.from_pretrained(model_dir)
+        for name, p in model.named_parameters():
+            if "vision_tower" in name:
+                p.requires_grad_(False)
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+        loader = DataLoader(ds, batch_size=BATCH, sampler=TaskMixSampler(ds.tasks, seed=0),
+                            collate_fn=SftCollator(processor))
+        model.train()
+        t0, done = time.perf_counter(), 0
+        while done < STEPS:
+            for b in loader:
+                model(**b).loss.backward()
+                opt.step()
+                opt.zero_grad()
+                done += 1
+                if done == STEPS:
+                    break
+        steps_seconds.append(time.perf_counter() - t0)
+        out = tmp_path / f"plain{next(runs)}"
+        model.save_pretrained(out)
+        processor.save_pretrained(out)
+        shutil.rmtree(out, ignore_errors=True)
 
-    it = iter(loader)
-    step(next(it))  # warm-up
-    t0 = time.perf_counter()
-    done = 0
-    while done < steps:
-        for b in loader:
-            step(b)
-            done += 1
-            if done == steps:
-                break
-    return steps * batch / (time.perf_counter() - t0)
+    measure(GROUP, run, rounds=3, warmup=0)
+    measure.info(steps_samples_per_s=round(STEPS * BATCH / min(steps_seconds), 1))
 
 
-def _collate_only(model_dir: Path, data: Path, root: Path, steps: int, batch: int) -> float:
+def test_collator_only(measure, tmp_path_factory):
     from transformers import AutoProcessor
 
     from giqa.train.collate import SftCollator
     from giqa.train.data import SftDataset, read_conversations
 
+    model_dir, data, root = setup_models(tmp_path_factory)
     ds = SftDataset(read_conversations(data), root)
     collate = SftCollator(AutoProcessor.from_pretrained(model_dir))
-    items = [ds[i % len(ds)] for i in range(batch)]
-    collate(items)
-    t0 = time.perf_counter()
-    for s in range(steps):
-        collate([ds[(s * batch + i) % len(ds)] for i in range(batch)])
-    return steps * batch / (time.perf_counter() - t0)
 
+    def run():
+        for s in range(STEPS):
+            collate([ds[(s * BATCH + i) % len(ds)] for i in range(BATCH)])
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest for a model this small)")
-    args = ap.parse_args()
-
-    import torch
-    import transformers
-
-    torch.set_num_threads(args.threads)
-
-    transformers.logging.set_verbosity_error()
-    from giqa.models.tiny import build_tiny_llava
-
-    with tempfile.TemporaryDirectory(prefix="giqa-bench-train-") as tmp:
-        tmp = Path(tmp)
-        model_dir = build_tiny_llava(tmp / "llava")
-        data = _make_data(tmp / "data", 32)
-        rows = {"giqa.train": [], "plain loop": [], "collator only": []}
-        for _ in range(args.repeats):
-            rows["giqa.train"].append(_giqa(model_dir, data, tmp / "data", tmp / "run", args.steps, args.batch))
-            rows["plain loop"].append(_plain(model_dir, data, tmp / "data", args.steps, args.batch))
-            rows["collator only"].append(_collate_only(model_dir, data, tmp / "data", args.steps, args.batch))
-
-    best = {k: max(v) for k, v in rows.items()}
-    print(f"tiny LLaVA (CLIP 32px/patch 8 + Llama 2x32), {args.steps} steps x batch {args.batch}, "
-          f"best of {args.repeats}; torch {torch.__version__}, transformers {transformers.__version__}, "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, threads {torch.get_num_threads()}\n")
-    print("| mode | samples/s | vs plain loop |")
-    print("|---|---:|---:|")
-    for k, v in best.items():
-        print(f"| {k} | {v:,.1f} | {v / best['plain loop']:.2f}x |")
+    measure(GROUP, run, rounds=3)
+    measure.info(steps_samples_per_s=round(STEPS * BATCH / measure.seconds, 1))
 
 
 if __name__ == "__main__":
-    main()
+    import pytest
+
+    sys.exit(pytest.main([__file__, "-p", "no:cacheprovider", *sys.argv[1:]]))

@@ -27,7 +27,10 @@ weights (meaningless boxes and scores); a random-weight LLM writes no valid JSON
 come from the hand-written ``examples/sources/tags.jsonl`` and the VQA pairs from the template
 writer of ``examples/demo.py`` (``demo-template-qa`` in every sample's provenance).
 
-``--estimate`` prints the compute estimate for the full 80K pairs (see :func:`estimate`).
+``--estimate`` prints the expected GPU-hours of the full build (80K pairs) on 1 and 8 GPUs from
+the paper-scale benchmark's recorded figures (``benchmarks/results/paper_scale.json``, written by
+``benchmarks/bench_paper_scale.py --json``); without GPU figures there, from issue 13's measured
+H200 table, labelled as such (see :func:`estimate_markdown`).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 HERE = Path(__file__).resolve().parent
 SOURCES = HERE / "sources"
@@ -46,70 +50,116 @@ sys.path.insert(0, str(HERE))  # reuse demo.py's template QA writer
 
 
 # -- compute estimate --------------------------------------------------------------------------
+FIGURES = HERE.parent / "benchmarks" / "results" / "paper_scale.json"  # bench_paper_scale.py --json
+
+
 @dataclass(frozen=True)
-class Assumptions:
-    """Throughputs on one A100-80G (bf16), not measured here: typical published figures for
-    HF transformers batched inference of 7-8B models and Grounding DINO base; vLLM decode for
-    the ``openai`` backend. Token counts are those of giqa's prompts (instructions + example +
-    description) and answers in the paper's figures. Change them and re-run ``--estimate``."""
+class Workload:
+    """The work of GIQA-160K: 80K source pairs -> DES -> VQA (paper Table 1), and the LLM's
+    answer lengths for giqa's prompts (tags: the JSON tag list; VQA: two JSON QA lists per DES
+    sample). Token counts are estimates from the paper's figures, not measurements."""
 
     pairs: int = 80_000  # image-description pairs (53K Q-Pathway + 27K DQ-495K)
     des_samples: int = 66_689  # DES samples kept (Table 1): the VQA inputs
-    tag_prompt_tokens: int = 650
-    tag_output_tokens: int = 120
     llm_attempts: float = 1.15  # malformed JSON is retried (max_retries=2)
+    tag_new_tokens: int = 120
     vqa_prompts_per_sample: int = 2  # one Yes/No prompt and one What/Which/Why/How prompt
-    vqa_prompt_tokens: int = 700
-    vqa_output_tokens: int = 350
-    llm_prefill_tok_s: float = 8_000.0  # Llama-3-8B prefill, transformers, batch 16
-    llm_decode_tok_s: float = 480.0  # transformers, batch 16 x ~30 tok/s per sequence
-    vllm_decode_tok_s: float = 2_500.0  # vLLM continuous batching (giqa's openai backend)
-    detector_img_s: float = 8.0  # Grounding DINO base, 800 x 1333, all phrases of an image at once
-    tags_per_pair: float = 3.0  # key objects kept after dropping no_impact
-    multi_box_share: float = 0.35  # tags whose detection gives several boxes (IQA-Filter runs)
-    boxes_per_multi: float = 2.5
-    filter_tokens_per_crop: int = 616  # LLaVA-1.5: 576 image tokens + the question
-    filter_prefill_tok_s: float = 10_000.0  # LLaVA-1.5-7B, one forward per crop, batch 32
+    vqa_new_tokens: int = 350
 
 
-def estimate(a: Assumptions = Assumptions()) -> list[tuple[str, str, float, float]]:
-    """``(stage, arithmetic, GPU-hours with transformers, GPU-hours with vLLM for the LLM)``."""
-    rows = []
-    gen = a.pairs * a.llm_attempts
-    pre, dec = gen * a.tag_prompt_tokens, gen * a.tag_output_tokens
-    h_hf = (pre / a.llm_prefill_tok_s + dec / a.llm_decode_tok_s) / 3600
-    h_vllm = (pre / a.llm_prefill_tok_s + dec / a.vllm_decode_tok_s) / 3600
-    rows.append(("1 tags (Llama-3-8B)",
-                 f"{a.pairs:,} x {a.llm_attempts} tries x ({a.tag_prompt_tokens} prefill @ {a.llm_prefill_tok_s:,.0f}/s"
-                 f" + {a.tag_output_tokens} decode @ {a.llm_decode_tok_s:,.0f}/s)", h_hf, h_vllm))
-    h = a.pairs / a.detector_img_s / 3600
-    rows.append(("2 detection (Grounding DINO B)", f"{a.pairs:,} images / {a.detector_img_s} img/s", h, h))
-    crops = a.pairs * a.tags_per_pair * a.multi_box_share * a.boxes_per_multi
-    h = crops * a.filter_tokens_per_crop / a.filter_prefill_tok_s / 3600
-    rows.append(("3 IQA-Filter (LLaVA-1.5-7B)",
-                 f"{a.pairs:,} x {a.tags_per_pair} tags x {a.multi_box_share} multi-box x {a.boxes_per_multi} boxes"
-                 f" = {crops:,.0f} crops x {a.filter_tokens_per_crop} tok @ {a.filter_prefill_tok_s:,.0f}/s", h, h))
-    rows.append(("3 Box-Merge, 4 fusion (CPU)", "CPU only: minutes for 80K records (benchmarks/bench_pipeline.py)", 0.0, 0.0))
-    gen = a.des_samples * a.vqa_prompts_per_sample * a.llm_attempts
-    pre, dec = gen * a.vqa_prompt_tokens, gen * a.vqa_output_tokens
-    h_hf = (pre / a.llm_prefill_tok_s + dec / a.llm_decode_tok_s) / 3600
-    h_vllm = (pre / a.llm_prefill_tok_s + dec / a.vllm_decode_tok_s) / 3600
-    rows.append(("VQA generation (Llama-3-8B)",
-                 f"{a.des_samples:,} x {a.vqa_prompts_per_sample} prompts x {a.llm_attempts} tries x"
-                 f" ({a.vqa_prompt_tokens} prefill + {a.vqa_output_tokens} decode)", h_hf, h_vllm))
-    return rows
+@dataclass(frozen=True)
+class Rates:
+    """Throughput of one device: DES samples/s (``run_local``: detection, IQA-Filter on every
+    phrase with up to 3 boxes, Box-Merge, fusion; tags given) and LLM new tokens/s
+    (transformers ``generate``, batch 32); ``source`` says where they come from."""
+
+    source: str
+    des_samples_s: float
+    llm_tokens_s: float
+    gpu: bool
+    detector_images_s: Optional[float] = None
+    filter_crops_s: Optional[float] = None
 
 
-def estimate_markdown(a: Assumptions = Assumptions()) -> str:
-    rows = estimate(a)
-    lines = ["| stage | arithmetic | A100-hours (transformers) | A100-hours (vLLM for the LLM) |",
-             "|---|---|---:|---:|"]
-    lines += [f"| {s} | {arith} | {h1:.1f} | {h2:.1f} |" for s, arith, h1, h2 in rows]
-    t1, t2 = sum(r[2] for r in rows), sum(r[3] for r in rows)
-    lines.append(f"| **total** | | **{t1:.0f}** | **{t2:.0f}** |")
-    lines.append(f"\nOn 8 GPUs with the Ray runner (one actor per stage and GPU): about "
-                 f"{math.ceil(t1 / 8)} h (transformers) or {math.ceil(t2 / 8)} h (vLLM) wall time.")
-    return "\n".join(lines) + "\n"
+# Issue 13's table: one H200, the paper's model sizes with random weights, before issue 13's work.
+ISSUE_13 = Rates(source="issue 13's measured table (one H200, paper model sizes, measured before issue 13's "
+                        "speed-ups)", des_samples_s=1.73, llm_tokens_s=365.0, gpu=True,
+                 detector_images_s=8.8, filter_crops_s=35.0)
+
+
+def rates_from_benchmark(path: Path = FIGURES) -> Optional[Rates]:
+    """The rates in a ``bench_paper_scale.py --json`` file (None if it is missing or lacks the
+    DES or LLM row): the DES ``run_local`` row, the LLM row, and for the record the float32
+    ``detect()`` and the filter rows. GPU figures when the run was ``--scale paper``."""
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    env, rows = data.get("env", {}), data.get("rows", [])
+
+    def rate(section: str, unit: str, what: str = "") -> Optional[float]:
+        found = [r["rate"] for r in rows if r.get("section") == section and r.get("unit") == unit
+                 and str(r.get("what", "")).startswith(what)]
+        return float(found[0]) if found else None
+
+    des, llm = rate("des", "samples/s", "run_local"), rate("llm", "new tokens/s")
+    if des is None or llm is None:
+        return None
+    gpu = env.get("scale") == "paper"
+    where = (f"{env.get('device', '?')}, torch {env.get('torch', '?')}, transformers {env.get('transformers', '?')}"
+             + ("" if gpu else f", {env.get('cpus', '?')} CPUs, torch threads {env.get('torch_threads', '?')}"))
+    scale = "paper model sizes" if gpu else "REDUCED models (--scale cpu): CPU-hours of a CPU run, NOT GPU-hours"
+    return Rates(source=f"{path.name} ({where}; {scale})", des_samples_s=des, llm_tokens_s=llm, gpu=gpu,
+                 detector_images_s=rate("detector", "images/s", "giqa detect(), float32"),
+                 filter_crops_s=rate("filter", "crops/s"))
+
+
+def estimate(rates: Rates, w: Workload = Workload()) -> list[tuple[str, str, float]]:
+    """``(step, arithmetic, device-hours)`` of the build on one device at ``rates``."""
+    tag_tokens = w.pairs * w.llm_attempts * w.tag_new_tokens
+    vqa_tokens = w.des_samples * w.vqa_prompts_per_sample * w.llm_attempts * w.vqa_new_tokens
+    return [
+        ("tags (LLM)", f"{w.pairs:,} pairs x {w.llm_attempts} tries x {w.tag_new_tokens} new tokens "
+                       f"@ {rates.llm_tokens_s:,.1f} tokens/s", tag_tokens / rates.llm_tokens_s / 3600),
+        ("DES: detection, IQA-Filter, Box-Merge, fusion", f"{w.pairs:,} samples @ {rates.des_samples_s:,.2f} samples/s",
+         w.pairs / rates.des_samples_s / 3600),
+        ("VQA generation (LLM)", f"{w.des_samples:,} DES samples x {w.vqa_prompts_per_sample} prompts x "
+                                 f"{w.llm_attempts} tries x {w.vqa_new_tokens} new tokens @ {rates.llm_tokens_s:,.1f} tokens/s",
+         vqa_tokens / rates.llm_tokens_s / 3600),
+    ]
+
+
+def estimate_markdown(figures: Path = FIGURES, w: Workload = Workload()) -> str:
+    """The estimate from the benchmark's recorded figures when they are GPU figures; else from
+    issue 13's measured table, followed by the recorded CPU figures' (each labelled)."""
+    measured = rates_from_benchmark(figures)
+    shown = figures.relative_to(HERE.parent) if figures.is_relative_to(HERE.parent) else figures
+    sources = [measured] if measured is not None and measured.gpu else [ISSUE_13] + ([measured] if measured else [])
+    parts = []
+    if measured is None:
+        parts.append(f"No benchmark figures with a DES and an LLM row at {shown} (`benchmarks/bench_paper_scale.py --json`).\n")
+    elif not measured.gpu:
+        parts.append(f"{shown} holds CPU figures only (no GPU run recorded): the GPU estimate below is "
+                     "from issue 13's measured table; the CPU figures' follow, for the arithmetic only.\n")
+    for rates in sources:
+        unit = "GPU-hours" if rates.gpu else "CPU-hours (reduced models)"
+        rows = estimate(rates, w)
+        total = sum(h for _, _, h in rows)
+        lines = [f"### From {rates.source}", "", f"| step | arithmetic | {unit}, 1 device |", "|---|---|---:|"]
+        lines += [f"| {step} | {arith} | {h:,.1f} |" for step, arith, h in rows]
+        lines.append(f"| **total** | | **{total:,.1f}** |")
+        dev = "GPU" if rates.gpu else "device"
+        lines += ["", f"Wall time: **{total:,.1f} h on 1 {dev}, {total / 8:,.1f} h on 8 {dev}s** (the Ray runner: "
+                      "one GPU per actor, pools sized to the GPUs; ideal 8x)."]
+        extra = [f"{name} {v:,.2f} {u}" for name, v, u in (("detect() float32", rates.detector_images_s, "images/s"),
+                                                            ("IQA-Filter", rates.filter_crops_s, "crops/s")) if v]
+        if extra:
+            lines.append(f"Stage figures of the same source: {', '.join(extra)}.")
+        parts.append("\n".join(lines) + "\n")
+    parts.append("DES at the benchmark's pessimistic load (the filter on every phrase, up to 3 boxes each); "
+                 "LLM rows at in-process transformers `generate` (batch 32). With the LLM on an OpenAI-"
+                 "compatible server (vLLM; `--llm-base-url`) the LLM rows shrink by the server's rate over this "
+                 "one (not measured here). Token counts: `Workload` in this script.\n")
+    return "\n".join(parts)
 
 
 # -- the build ---------------------------------------------------------------------------------
@@ -161,10 +211,13 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--fig6-raw", action="store_true",
                     help="also run DES without refinement (no IQA-Filter, no Box-Merge) for Fig. 6's Raw series")
-    ap.add_argument("--estimate", action="store_true", help="print the compute estimate for 80K pairs and exit")
+    ap.add_argument("--estimate", action="store_true",
+                    help="print the expected GPU-hours of the full build (80K pairs) on 1 and 8 GPUs and exit")
+    ap.add_argument("--figures", type=Path, default=FIGURES,
+                    help="bench_paper_scale.py --json output the estimate reads (default: benchmarks/results/paper_scale.json)")
     args = ap.parse_args(argv)
     if args.estimate:
-        print(estimate_markdown())
+        print(estimate_markdown(args.figures))
         return 0
 
     from giqa.data import box_area_histogram, dataset_stats, export_samples
@@ -253,7 +306,7 @@ def main(argv=None) -> int:
     md = (f"# GIQA-160K build ({args.preset}{', RANDOM WEIGHTS' if report['random_weights'] else ''})\n\n"
           + stats.to_markdown()
           + "\nPaper (Table 1): | GIQA-160K | 42,960 | 167,657 | 66,689 | 50,484 | 50,484 |\n"
-          + "\n## Compute estimate for the full build (80K pairs)\n\n" + estimate_markdown())
+          + "\n## Compute estimate for the full build (80K pairs)\n\n" + estimate_markdown(args.figures))
     (final / "stats.md").write_text(md)
     print(md)
     banner(f"done in {report['seconds']} s: {final}/ (giqa160k_llava.json, giqa160k.parquet, hf/, stats.md, "

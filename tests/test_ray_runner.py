@@ -1,9 +1,11 @@
 """run_ray on a local 2-CPU Ray: same records as run_local, resume after an interruption,
-stage failures kept in errors.jsonl and retried. One Ray session for the whole module."""
+stage failures kept in errors.jsonl and retried. One Ray session for the whole module.
+The options for clusters with GPUs: tests/test_ray_plan.py."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from collections import Counter
@@ -67,16 +69,18 @@ def _keys(out_dir):
     return Counter(s["meta"]["key"] for s in read_run_samples(out_dir))
 
 
-def test_ray_and_local_give_the_same_records(ray_session, tmp_path):
+def test_ray_and_local_give_the_same_records(ray_session, tmp_path, caplog):
     items = F.make_dataset(tmp_path / "img", 5) + [{"image": "missing.png", "description": "x", "id": "bad"}]
     des = _des(tmp_path / "img")
     inputs = des.make_inputs(items)
     run_local(des, inputs, tmp_path / "local", progress=False)
-    # raw items: make_inputs runs in Ray tasks and must give the same keys
-    # tags in an actor pool (the model-stage path), detect and refine as tasks (actors are slow
-    # to start on 2 cores; the VQA run below uses an actor pool for its LLM stage too)
-    s = run_ray(des, items, tmp_path / "ray", batch_size=2, progress=False,
-                stage_options={"detect": {"actors": False}, "refine": {"actors": False}})
+    # raw items: make_inputs runs in Ray tasks and must give the same keys. detect and refine in
+    # actor pools with their pixels decoded and cropped in the CPU tasks before them (the GPU
+    # default), tags as tasks (actors are slow to start on 2 cores; the VQA run below has one)
+    with caplog.at_level(logging.INFO, logger="giqa.pipeline.ray_runner"):
+        s = run_ray(des, items, tmp_path / "ray", batch_size=2, progress=False,
+                    stage_options={"tags": {"actors": False}, "detect": {"prepare": True}, "refine": {"prepare": True}})
+    assert "tasks[input, tags] + detect's pixels" in caplog.text and "tasks[] + refine's pixels" in caplog.text
     assert (s.succeeded, s.failed) == (5, 1)
     local = list(read_jsonl(tmp_path / "local" / "samples.jsonl"))
     assert _by_key(read_jsonl(tmp_path / "ray" / "samples.jsonl")) == _by_key(local)
@@ -170,22 +174,6 @@ def test_inputs_from_sharded_jsonl_and_parquet(ray_session, tmp_path):
     assert (s.inputs, s.succeeded) == (4, 4)
     assert sorted(x["id"] for x in read_run_samples(tmp_path / "out")) == ["s0", "s1", "s2", "s3"]
     assert _keys(tmp_path / "out") == Counter({r.key: 1 for r in des.make_inputs(items)})
-
-
-def test_default_stage_options(tmp_path):
-    from giqa.pipeline.ray_runner import _resolve_options
-
-    des = _des(tmp_path)
-    gpu = {s.name: o for s, (o, _) in zip(des.stages, _resolve_options(des.stages, {}, {"CPU": 16, "GPU": 8}))}
-    assert [(n, o.num_gpus, o.num_cpus, o.concurrency, o.batch_size) for n, o in gpu.items()] == [
-        ("input", 0.0, 1.0, None, 64), ("tags", 1.0, 1.0, 1, 8), ("detect", 1.0, 1.0, 1, 4),
-        ("refine", 1.0, 1.0, 1, 8), ("fuse", 0.0, 1.0, None, 256)]
-    small = _resolve_options(des.stages, {"detect": {"concurrency": [1, 3], "batch_size": 2}}, {"CPU": 2})
-    assert [(o.num_gpus, o.num_cpus, actor) for o, actor in small] == [
-        (0.0, 1.0, False), (0.0, 0.25, True), (0.0, 0.25, True), (0.0, 0.25, True), (0.0, 1.0, False)]
-    assert small[2][0].concurrency == (1, 3) and small[2][0].batch_size == 2
-    no_filter = DesPipeline(llm=F.make_llm(), detector=F.make_detector(), quality_filter=None)
-    assert [actor for _, actor in _resolve_options(no_filter.stages, {}, {"CPU": 2})] == [False, True, True, False, False]
 
 
 _DRIVER = """

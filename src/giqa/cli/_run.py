@@ -44,7 +44,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--address", default=None, help="Ray cluster address (with --runner ray)")
     r.add_argument("--ray-stage-options", type=_json_mapping, default=None, metavar="JSON",
                    help='per-stage Ray settings (with --runner ray), e.g. \'{"detect": {"concurrency": 4, '
-                        '"num_gpus": 1, "batch_size": 8}}\'; keys: concurrency, num_gpus, num_cpus, batch_size, actors')
+                        '"num_gpus": 1, "batch_size": 8}}\'; keys: concurrency, num_gpus, num_cpus, batch_size, actors, '
+                        'prepare (defaults: one GPU per actor, pools sized to the GPUs; see docs/data.md)')
     r.add_argument("--ray-output", choices=("jsonl", "jsonl-shards", "parquet"), default=None,
                    help="output layout of a Ray run (default: jsonl, the same files as the in-process runner)")
     r.add_argument("--batch-size", type=int, default=None, help="records per runner chunk (default: 64)")

@@ -482,10 +482,19 @@ class GroundingDinoDetector(HFBackend):
         return pixel_values, pixel_mask
 
     def _autocast(self):
+        """The forward's autocast: the ``autocast`` setting, else the weights' half dtype, else none.
+
+        Half-precision weights run under autocast in their own dtype because some transformers
+        versions (4.56) build float32 intermediates inside the model (text-image attention
+        inputs) and a bare half-precision forward then fails with a dtype mismatch.
+        """
         torch = torch_module()
-        if self.settings.autocast is None:
+        name = self.settings.autocast
+        if name is None and self.settings.dtype in ("bfloat16", "float16"):
+            name = self.settings.dtype
+        if name is None:
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=getattr(torch, self.settings.autocast))
+        return torch.autocast(self.device.type, dtype=getattr(torch, name))
 
     def _side_stream(self):
         torch = torch_module()

@@ -27,7 +27,8 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, Iterable, Optional
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Optional, Sequence
 
 from pydantic import BaseModel
 
@@ -72,15 +73,12 @@ class _ImageCache:
         self._bytes = 0
 
     def get(self, record: DesRecord, config: DesConfig) -> Any:
-        from giqa.images import load_image
-
         ck = (record.key, config.max_pixels, config.max_side)
         im = self._items.get(ck)
         if im is not None:
             self._items.move_to_end(ck)
             return im
-        im = load_image(config.root, record.image or "", max_pixels=config.max_pixels, max_side=config.max_side,
-                        max_aspect_ratio=config.max_aspect_ratio)
+        im = _load(record, config)
         size = im.width * im.height * 3
         if size <= self.max_bytes:
             self._items[ck] = im
@@ -93,6 +91,13 @@ class _ImageCache:
     def clear(self) -> None:
         self._items.clear()
         self._bytes = 0
+
+
+def _load(record: DesRecord, config: DesConfig) -> Any:
+    from giqa.images import load_image
+
+    return load_image(config.root, record.image or "", max_pixels=config.max_pixels, max_side=config.max_side,
+                      max_aspect_ratio=config.max_aspect_ratio)
 
 
 _IMAGES = _ImageCache()
@@ -187,7 +192,59 @@ def _clean_tag(tag: Tag) -> Tag:
     return Tag(effect=tag.effect, **fields)
 
 
-class DetectStage(Stage[DesRecord]):
+class _PixelStage(Stage[DesRecord]):
+    """A stage whose CPU work on pixels (decoding an image, cropping it) can run in another process.
+
+    :meth:`prepare_pixels` does that work on a batch and returns it per record as uint8
+    ``(H, W, 3)`` RGB arrays (``None`` where the stage reads no pixels of the record, or where
+    the work failed: the stage then does it itself and fails the record as it would have).
+    Within ``with stage.using_pixels({record key: arrays})`` the stage takes those arrays
+    instead of doing the work again. The Ray runner runs ``prepare_pixels`` in CPU tasks ahead
+    of the stage's actor pool, so a GPU actor only runs its model
+    (:mod:`giqa.pipeline.ray_runner`).
+    """
+
+    config: DesConfig
+    _given: Mapping[str, Sequence[Any]] = {}
+
+    def _wants_pixels(self, r: DesRecord) -> bool:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _from_image(self, r: DesRecord, image: Any) -> list[Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def prepare_pixels(self, records: Sequence[DesRecord]) -> list[Optional[list[Any]]]:
+        import numpy as np
+
+        out: list[Optional[list[Any]]] = []
+        for r in records:
+            try:
+                ok = r.error is None and self._wants_pixels(r)
+                out.append([np.asarray(p) for p in self._from_image(r, _load(r, self.config))] if ok else None)
+            except Exception:  # noqa: BLE001 - preparing only saves work; the stage itself reports failures
+                out.append(None)
+        return out
+
+    @contextmanager
+    def using_pixels(self, prepared: Mapping[str, Sequence[Any]]) -> Iterator[None]:
+        self._given = prepared
+        try:
+            yield
+        finally:
+            self._given = {}
+
+    def _pixels(self, r: DesRecord) -> list[Any]:
+        """The PIL images the stage reads of ``r``: the prepared arrays, else decoded here (once
+        per process: detection and refinement share :data:`_IMAGES`)."""
+        given = self._given.get(r.key)
+        if given is not None:
+            from PIL import Image
+
+            return [Image.fromarray(a) for a in given]
+        return self._from_image(r, _IMAGES.get(r, self.config))
+
+
+class DetectStage(_PixelStage):
     name = "detect"
     needs = (Role.detector,)
 
@@ -204,7 +261,7 @@ class DetectStage(Stage[DesRecord]):
                 out[i] = r.replace(detections=())
                 continue
             try:
-                images.append(_IMAGES.get(r, self.config))
+                images.append(self._pixels(r)[0])
             except ImageError as exc:
                 out[i] = r.failed(self.name, exc)
                 continue
@@ -218,6 +275,12 @@ class DetectStage(Stage[DesRecord]):
                 out[i] = out[i].used(Role.detector.value, detector, detections=dets)
         return out
 
+    def _wants_pixels(self, r: DesRecord) -> bool:
+        return bool(r.tags)
+
+    def _from_image(self, r: DesRecord, image: Any) -> list[Any]:
+        return [image]
+
 
 def _crop(image: Any, box: Box) -> Any:
     w, h = image.size
@@ -226,7 +289,12 @@ def _crop(image: Any, box: Box) -> Any:
     return image.crop((min(x1, w - 1), min(y1, h - 1), min(x2, w), min(y2, h)))
 
 
-class RefineStage(Stage[DesRecord]):
+def _multi(r: DesRecord) -> list[int]:
+    """Indices of the tags whose phrase found several boxes (the IQA-Filter chooses among them)."""
+    return [j for j, dets in enumerate(r.detections or ()) if len(dets) > 1]
+
+
+class RefineStage(_PixelStage):
     """IQA-Filter then Box-Merge. Without a quality filter (``None``) only the merge runs.
 
     If the filter rejects every box of a phrase, ``config.filter_all_rejected`` decides:
@@ -258,19 +326,19 @@ class RefineStage(Stage[DesRecord]):
         prompt = prompts.load(self.config.filter_prompt)
         crops, questions, where = [], [], []
         for i, r in enumerate(out):
-            multi = [j for j, dets in enumerate(r.detections or ()) if len(dets) > 1]
+            multi = _multi(r)
             if not multi:
                 continue
             try:
-                image = _IMAGES.get(r, self.config)
+                pixels = iter(self._pixels(r))  # the crops, in the order of the loop below
             except ImageError as exc:
                 out[i] = r.failed(self.name, exc)
                 continue
             out[i] = r.with_prompt(prompt.name, prompt.version)
             for j in multi:
                 q = prompt.render(quality=r.tags[j].quality).strip()
-                for d in (r.detections or ())[j]:
-                    crops.append(_crop(image, d.box))
+                for _ in (r.detections or ())[j]:
+                    crops.append(next(pixels))
                     questions.append(q)
                     where.append((i, j))
         if crops:
@@ -280,6 +348,13 @@ class RefineStage(Stage[DesRecord]):
             for i in {i for i, _ in where}:
                 out[i] = out[i].used(Role.quality_filter.value, qf)
         return out
+
+    def _wants_pixels(self, r: DesRecord) -> bool:
+        return self.quality_filter.configured and bool(_multi(r))
+
+    def _from_image(self, r: DesRecord, image: Any) -> list[Any]:
+        dets = r.detections or ()
+        return [_crop(image, d.box) for j in _multi(r) for d in dets[j]]
 
     def _regions(self, r: DesRecord, i: int, p_yes: dict[tuple[int, int], list[float]]) -> tuple[Region, ...]:
         import numpy as np
