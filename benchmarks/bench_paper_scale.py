@@ -11,7 +11,16 @@ base, LLaVA-1.5-7B as the IQA-Filter, Llama-3-8B) with random weights directly o
   beforehand (images/s; the target: within 10%), in float32, float32 weights under bfloat16
   autocast, and weights cast to bfloat16, all with the same weights; then how far each moves
   the boxes from float32 (IoU; NaN outputs counted);
-- ``filter``: ``p_yes`` on the detector's crops (crops/s, prefill tokens/s);
+- ``filter``: ``p_yes`` on the detector's crops (crops/s) against plain passes of the same
+  crops in their given order through the processor (the filter before issue 13's planning:
+  no sorting, no distinct-crop or shared-prefix reuse, preprocessing inline), with the largest
+  difference in P(Yes) between the two; the same crops each made distinct (the random-weight
+  detector's boxes repeat across phrases, a trained one's mostly do not); then three questions
+  per crop (the case the shared prefix is for); "LM positions" counts the positions the
+  language model ran;
+- ``vlm``: ``LlavaVLM.answer`` on distinct crops with prompts of three lengths (answers/s)
+  against plain batches in the given order through the processor, and whether the greedy
+  answers are identical;
 - ``llm``: ``generate`` on 32 tag-extraction conversations (new tokens/s);
 - ``des``: ``DesPipeline`` through ``run_local`` (samples/s) with per-stage seconds measured
   from outside (the backends' calls are timed by thin wrappers).
@@ -30,7 +39,7 @@ close to its model time.
 Run (repository root)::
 
     .venv/bin/python benchmarks/bench_paper_scale.py [--scale cpu|paper] [--images 48]
-        [--sections detector,filter,llm,des] [--json out.json]
+        [--sections detector,filter,vlm,llm,des] [--json out.json]
 
 On a GPU machine without giqa's dependencies, see benchmarks/RESULTS.md ("Paper-scale
 throughput") for the one command to run, with the wheels to carry.
@@ -39,6 +48,7 @@ throughput") for the one command to run, with the wheels to carry.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -77,6 +87,7 @@ class ForwardMeter:
         self.cuda = next(model.parameters()).device.type == "cuda"
         self._spans: list = []
         self._tokens: list = []
+        self._positions = 0
         self.calls = 0
         forward = model.forward
 
@@ -84,6 +95,9 @@ class ForwardMeter:
             mask = kwargs.get("attention_mask")
             if mask is not None:
                 self._tokens.append(mask.sum())  # a tensor: no sync here
+            ids = kwargs.get("input_ids")
+            if ids is not None:
+                self._positions += ids.numel()
             self.calls += 1
             if self.cuda:
                 start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -97,10 +111,14 @@ class ForwardMeter:
             self._spans.append(time.perf_counter() - t0)
             return out
 
-        model.forward = timed
+        model.forward = functools.wraps(forward)(timed)  # generate() reads forward's signature
 
     def reset(self) -> None:
-        self._spans, self._tokens, self.calls = [], [], 0
+        self._spans, self._tokens, self._positions, self.calls = [], [], 0, 0
+
+    def positions(self) -> int:
+        """Input positions the model ran (padding included; a shared prefix counted once per pass)."""
+        return self._positions
 
     def seconds(self) -> float:
         if self.cuda:
@@ -314,6 +332,7 @@ def crops_of(work):
 
 def section_filter(args, dirs, work, report) -> None:
     from giqa.models import create
+    from giqa.models._llava_batches import crop_keys
 
     if "detections" not in work:
         det = create("detector", "grounding-dino", model_id=str(dirs["gd"]), **detector_settings(args, args.des_precision))
@@ -322,13 +341,81 @@ def section_filter(args, dirs, work, report) -> None:
     crops, questions = crops_of(work)
     reset_peak()
     qf = create("filter", "llava", model_id=str(dirs["llava"]), random_weights=True,
-                batch_size=args.filter_batch).load()
+                batch_size=args.filter_batch, prefetch=args.filter_prefetch).load()
     meter = ForwardMeter(qf.model)
     qf.p_yes(crops[:2], questions[:2])
-    _, wall, model_s, util = measured(lambda: qf.p_yes(crops, questions), [meter])
-    report.add("filter", f"p_yes, {qf.dtype}, batch {args.filter_batch}", wall, len(crops), "crops/s", model_s, util,
-               f"{meter.tokens() / wall:.0f} prefill tokens/s")
+    b, n = args.filter_batch, len(crops)
+    plain, wall0, model0, util0 = measured(lambda: plain_p_yes(qf, crops, questions, b), [meter], args.repeats)
+    report.add("filter", f"plain passes (before), {qf.dtype}, batch {b}", wall0, n, "crops/s", model0, util0,
+               f"{meter.positions() / n:.0f} LM positions per crop")
+    got, wall, model_s, util = measured(lambda: qf.p_yes(crops, questions), [meter], args.repeats)
+    diff = max(abs(x - y) for x, y in zip(got, plain))
+    report.add("filter", f"giqa p_yes, {qf.dtype}, batch {b}, prefetch {qf.prefetch_depth()}", wall, n, "crops/s",
+               model_s, util, f"{wall0 / wall:.2f}x plain; {len(set(crop_keys(crops)))} distinct crops of {n}; "
+               f"{meter.positions() / n:.0f} LM positions per crop; max abs P(Yes) difference {diff:.1e}")
+    unique = all_distinct(crops)
+    _, wallu, modelu, _ = measured(lambda: qf.p_yes(unique, questions), [meter], args.repeats)
+    report.add("filter", f"giqa p_yes, every crop made distinct (one pixel each), batch {b}", wallu, n, "crops/s",
+               modelu, None, f"{wall0 / wallu:.2f}x plain; {meter.positions() / n:.0f} LM positions per crop")
+    qualities = ("blurry", "overexposed", "noisy")
+    distinct = [crops[k] for k in sorted(set(crop_keys(crops)))][: max(1, n // 3)]
+    crops3 = [c for c in distinct for _ in qualities]
+    questions3 = [f"Is the image quality {q}?" for _ in distinct for q in qualities]
+    _, wall3p, model3p, _ = measured(lambda: plain_p_yes(qf, crops3, questions3, b), [meter], args.repeats)
+    report.add("filter", f"plain passes, 3 questions per crop, batch {b}", wall3p, len(crops3), "pairs/s", model3p)
+    _, wall3, model3, _ = measured(lambda: qf.p_yes(crops3, questions3), [meter], args.repeats)
+    report.add("filter", f"giqa p_yes, 3 questions per crop, batch {b}", wall3, len(crops3), "pairs/s", model3, None,
+               f"{wall3p / wall3:.2f}x plain; {meter.positions() / len(crops3):.0f} LM positions per pair")
     qf.close()
+
+
+def all_distinct(crops) -> list:
+    """Copies of ``crops`` whose first pixel differs from crop to crop (so none is reused), as a
+    trained detector's boxes would be: the load's random-weight boxes repeat across phrases."""
+    out = []
+    for k, crop in enumerate(crops):
+        crop = crop.copy()
+        crop.putpixel((0, 0), (k % 256, (k // 256) % 256, 7))
+        out.append(crop)
+    return out
+
+
+def plain_p_yes(qf, crops, questions, batch_size: int) -> list:
+    """P(Yes) the way the filter ran before planning: passes of ``batch_size`` in the given order."""
+    out: list = []
+    for start in range(0, len(crops), batch_size):
+        pair = qf.yes_no_logits(crops[start:start + batch_size], questions[start:start + batch_size])
+        out.extend(pair.softmax(dim=-1)[:, 0].tolist())
+    return out
+
+
+def section_vlm(args, dirs, work, report) -> None:
+    """``LlavaVLM.answer`` (length-sorted, prefetched batches) against plain batches in order."""
+    from giqa.models import create
+    from giqa.models._llava_batches import crop_keys
+
+    crops, _ = crops_of(work) if "detections" in work else (work["images"], None)
+    images = [crops[k] for k in sorted(set(crop_keys(crops)))][: args.vlm_answers]
+    asks = ("Describe the image quality.", "Is the image sharp? Answer in one sentence about the main object.",
+            "What spoils the quality of this image, if anything: noise, blur, exposure or compression?")
+    prompts = [asks[k % len(asks)] for k in range(len(images))]
+    reset_peak()
+    vlm = create("vlm", "llava", model_id=str(dirs["llava"]), random_weights=True, batch_size=args.vlm_batch,
+                 prefetch=args.filter_prefetch).load()
+    meter = ForwardMeter(vlm.model)
+    vlm.answer(images[:2], prompts[:2], max_new_tokens=2)
+    b, n, new = args.vlm_batch, len(images), args.vlm_new_tokens
+
+    def plain():
+        return [t for k in range(0, n, b) for t in vlm._generate(vlm.encode(images[k:k + b], prompts[k:k + b]), new)]
+
+    expected, wall0, model0, util0 = measured(plain, [meter], args.repeats)
+    report.add("vlm", f"plain batches in order (before), batch {b}, {new} new tokens", wall0, n, "answers/s",
+               model0, util0)
+    got, wall, model_s, util = measured(lambda: vlm.answer(images, prompts, max_new_tokens=new), [meter], args.repeats)
+    report.add("vlm", f"giqa answer(), batch {b}, prefetch {vlm.prefetch_depth()}", wall, n, "answers/s", model_s,
+               util, f"{wall0 / wall:.2f}x plain; greedy answers identical: {got == expected}")
+    vlm.close()
 
 
 def section_llm(args, dirs, work, report) -> None:
@@ -377,7 +464,7 @@ def section_des(args, dirs, work, report) -> None:
     reset_peak()
     det = create("detector", "grounding-dino", model_id=str(dirs["gd"]), **detector_settings(args, args.des_precision)).load()
     qf = create("filter", "llava", model_id=str(dirs["llava"]), random_weights=True,
-                batch_size=args.filter_batch).load()
+                batch_size=args.filter_batch, prefetch=args.filter_prefetch).load()
     det_meter, qf_meter = ForwardMeter(det.model), ForwardMeter(qf.model)
     clock = PhaseClock()
     clock.wrap(det.processor.image_processor, "preprocess", "image processor")
@@ -409,7 +496,8 @@ def section_des(args, dirs, work, report) -> None:
     report.add("des", "  detect stage (detect() calls)", timed_det.seconds, n, "images/s", det_model, None,
                f"{timed_det.calls} calls; {preprocessing(clock)}")
     report.add("des", "  refine stage (p_yes calls)", timed_qf.seconds, max(timed_qf.items, 1), "crops/s",
-               qf_model, None, f"{timed_qf.calls} calls")
+               qf_model, None, f"{timed_qf.calls} calls; {qf_meter.positions() / max(timed_qf.items, 1):.0f} LM "
+                               f"positions per crop")
     rest = wall - timed_det.seconds - timed_qf.seconds
     report.add("des", "  rest (tags, merge, fuse, finalize, writing)", max(rest, 1e-9), n, "samples/s")
     det.close()
@@ -423,7 +511,7 @@ def parse_args():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scale", choices=("cpu", "paper"), default="paper" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--images", type=int, default=None, help="sample images, repeated (default: 48 paper, 6 cpu)")
-    ap.add_argument("--sections", default="detector,filter,llm,des")
+    ap.add_argument("--sections", default="detector,filter,vlm,llm,des")
     ap.add_argument("--det-batch", type=int, default=None, help="detector images per pass (8 paper, 4 cpu)")
     ap.add_argument("--det-precisions", default="float32,bf16-autocast,bfloat16",
                     help="detector precisions: float32, bfloat16 (weights cast), bf16-autocast")
@@ -431,6 +519,11 @@ def parse_args():
     ap.add_argument("--repeats", type=int, default=None, help="timed runs per contender, median (1 paper, 3 cpu)")
     ap.add_argument("--prefetch", type=int, default=2, help="detector passes prepared ahead in threads")
     ap.add_argument("--filter-batch", type=int, default=None, help="crops per filter pass (16 paper, 8 cpu)")
+    ap.add_argument("--filter-prefetch", type=int, default=None,
+                    help="filter batches preprocessed ahead in threads (default: the filter's, 2 on CUDA, 0 on CPU)")
+    ap.add_argument("--vlm-batch", type=int, default=4, help="VLM pairs per generate")
+    ap.add_argument("--vlm-answers", type=int, default=None, help="VLM answers (32 paper, 12 cpu)")
+    ap.add_argument("--vlm-new-tokens", type=int, default=None, help="VLM new tokens (64 paper, 16 cpu)")
     ap.add_argument("--des-batch", type=int, default=16)
     ap.add_argument("--llm-conversations", type=int, default=32)
     ap.add_argument("--new-tokens", type=int, default=None, help="LLM new tokens (128 paper, 16 cpu)")
@@ -444,6 +537,8 @@ def parse_args():
     args.det_batch = args.det_batch or (8 if paper else 4)
     args.filter_batch = args.filter_batch or (16 if paper else 8)
     args.new_tokens = args.new_tokens or (128 if paper else 16)
+    args.vlm_answers = args.vlm_answers or (32 if paper else 12)
+    args.vlm_new_tokens = args.vlm_new_tokens or (64 if paper else 16)
     args.repeats = args.repeats or (1 if paper else 3)
     return args
 
@@ -485,7 +580,8 @@ def main() -> None:
     work = {"images": images, "phrases": phrases, "names": names, "tags": [tags[n] for n in names],
             "descriptions": descriptions}
     report = Report()
-    sections = {"detector": section_detector, "filter": section_filter, "llm": section_llm, "des": section_des}
+    sections = {"detector": section_detector, "filter": section_filter, "vlm": section_vlm, "llm": section_llm,
+                "des": section_des}
     with tempfile.TemporaryDirectory() as tmp, pc.random_init():
         root = Path(args.models_dir or tmp)
         dirs = {"gd": pc.build_grounding_dino(root / f"gd_{args.scale}", args.scale,

@@ -7,7 +7,7 @@ Run after any benchmark that rewrote its results file:
 from pathlib import Path
 
 HERE = Path(__file__).parent
-ORDER = ("geometry", "text", "pipeline", "detection", "paper_scale", "bench", "scaling", "train")
+ORDER = ("geometry", "text", "pipeline", "detection", "paper_scale", "llm", "bench", "scaling", "train")
 
 
 def main() -> None:

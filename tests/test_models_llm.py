@@ -272,3 +272,55 @@ def test_openai_registry_create():
     llm = create("llm", "openai", base_url="http://h/v1", api_key="sk-secret-123")
     assert isinstance(llm, OpenAICompatibleLLM) and "sk-secret-123" not in repr(llm.settings)
     assert llm.model_id == "meta-llama/Meta-Llama-3-8B-Instruct" and llm.random_weights is False
+
+
+# -- TransformersLLM: static KV cache and torch.compile give the same greedy answers ---------------
+@pytest.mark.slow
+def test_transformers_llm_static_cache_gives_identical_answers(hf_llm):
+    from giqa.models.hf_llm import TransformersLLM
+
+    expected = hf_llm.generate(CONVS, max_new_tokens=6)
+    static = TransformersLLM(model_id=hf_llm.model_id, batch_size=2, cache_implementation="static", compile=False)
+    try:
+        assert static.generate(CONVS, max_new_tokens=6) == expected
+        assert static._cache_kwargs() == {"cache_implementation": "static", "disable_compile": True}
+    finally:
+        static.close()
+
+
+@pytest.mark.slow
+def test_transformers_llm_compiled_static_cache_gives_identical_answers(tiny_llama_dir):
+    """torch.compile of the decoding step on the CPU (transformers does it on CUDA by itself)."""
+    pytest.importorskip("torch")
+    from giqa.models.hf_llm import TransformersLLM
+
+    import torch._dynamo
+
+    plain = TransformersLLM(model_id=str(tiny_llama_dir), batch_size=3)
+    compiled = TransformersLLM(model_id=str(tiny_llama_dir), batch_size=3, cache_implementation="static", compile=True)
+    try:
+        expected = plain.generate(CONVS, max_new_tokens=4)
+        torch._dynamo.utils.counters.clear()
+        assert compiled.generate(CONVS, max_new_tokens=4) == expected
+        assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1  # it really was compiled
+        assert compiled._cache_kwargs()["compile_config"]._compile_all_devices is True
+    finally:
+        plain.close()
+        compiled.close()
+
+
+def test_transformers_llm_compile_needs_a_static_cache():
+    from giqa.models.hf_llm import TransformersLLM
+
+    with pytest.raises(ValueError, match="compile=True needs"):
+        TransformersLLM(compile=True)
+    assert TransformersLLM().settings.cache_implementation == "dynamic"  # off by default
+
+
+def test_cache_and_compile_settings_keep_record_keys():
+    from giqa.models import BackendSpec
+
+    plain = BackendSpec(role="llm", name="transformers", settings={"model_id": "m"})
+    fast = BackendSpec(role="llm", name="transformers",
+                       settings={"model_id": "m", "cache_implementation": "static", "compile": True})
+    assert plain.fingerprint() == fast.fingerprint()

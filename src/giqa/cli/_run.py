@@ -30,7 +30,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     b = p.add_argument_group("backends")
     b.add_argument("--llm", default=None, metavar="NAME", help="LLM: a preset or registry name (transformers, openai)")
     b.add_argument("--llm-base-url", default=os.environ.get(LLM_BASE_URL_ENV) or None, metavar="URL",
-                   help=f"OpenAI-compatible server up to /v1 (vLLM, SGLang, Ollama); selects the openai LLM "
+                   help=f"OpenAI-compatible server up to /v1 (vLLM, SGLang, Ollama): the LLM steps ask it for "
+                        f"the preset's model (openai backend) instead of running transformers in process "
                         f"(default: ${LLM_BASE_URL_ENV})")
     b.add_argument("--llm-model", default=None, metavar="ID", help="LLM model id (hub id, directory, or server model name)")
     b.add_argument("--llm-concurrency", type=int, default=None, metavar="N", help="requests in flight (openai LLM)")
@@ -89,6 +90,7 @@ def _with_settings(spec: "BackendSpec", flags: dict[str, str], args: argparse.Na
 
 
 def _backends(config: "RunConfig", args: argparse.Namespace, roles: tuple[str, ...]) -> "RunConfig":
+    from giqa.models.presets import server_llm_entry
     from giqa.models.roles import Role
     from giqa.models.spec import BackendSpec
     from giqa.pipeline.backends import spec_from_name
@@ -100,7 +102,8 @@ def _backends(config: "RunConfig", args: argparse.Namespace, roles: tuple[str, .
         if chosen is not None:
             spec = spec_from_name(role, chosen)
         if role is Role.llm and args.llm_base_url and spec is not None and not spec.name.startswith("openai"):
-            spec = BackendSpec(role=role, name="openai")
+            served, settings = server_llm_entry(spec.name, spec.settings)  # the preset's model, from the server
+            spec = BackendSpec(role=role, name=served, settings=settings, preset=spec.preset)
         if role is Role.quality_filter and getattr(args, "no_filter", False):
             spec = None
         if spec is not None:

@@ -12,11 +12,12 @@ from __future__ import annotations
 import gc
 import threading
 from pathlib import Path
-from typing import Any, Optional, TypeVar
+from typing import Any, Optional, Sequence, TypeVar
 
 from pydantic import BaseModel
 
 from giqa.errors import BackendError, GiqaError, require
+from giqa.models._llava_batches import expand_image_tokens, left_pad
 from giqa.models.image_geometry import prepare_images, processor_image_kwargs
 from giqa.models.settings import BackendSettings, HFSettings, ImageTextSettings
 
@@ -283,9 +284,10 @@ class ImageTextBackend(HFBackend):
             tok.pad_token = tok.eos_token
         self.model = from_pretrained(transformers.AutoModelForImageTextToText, self.settings, **self.model_kwargs())
         self.model.to(self.device).eval()
+        self._image_tokens = self._probe_image_tokens()
 
     def _release(self) -> None:
-        del self.model, self.processor
+        del self.model, self.processor, self._image_tokens
 
     def prompt(self, text: str) -> str:
         """The full model prompt (with image placeholder and generation prompt) for ``text``."""
@@ -295,7 +297,11 @@ class ImageTextBackend(HFBackend):
         return _FALLBACK_LLAVA_PROMPT.format(prompt=text)
 
     def encode(self, images: list[Any], texts: list[str]) -> dict[str, Any]:
-        """Processor inputs on the model's device; left padding, ``position_ids`` from the mask."""
+        """Processor inputs on the model's device (left padding), through the processor itself."""
+        return self.to_device(self.encode_host(images, texts))
+
+    def encode_host(self, images: list[Any], texts: list[str]) -> dict[str, Any]:
+        """The processor's inputs for ``images[i]`` with ``texts[i]``, on the CPU (left padding)."""
         prompts = [self.prompt(t) for t in texts]
         image_processor = self.processor.image_processor
         images = prepare_images(images, image_processor, self.settings.image_aspect)
@@ -304,10 +310,84 @@ class ImageTextBackend(HFBackend):
         )
         # some tokenizers (transformers 4.x fast tokenizers by default) add token_type_ids, which
         # LLaVA-style models refuse in generate()
-        inputs = {k: (v.to(self.device) if hasattr(v, "to") else v) for k, v in enc.items() if k != "token_type_ids"}
+        return {k: v for k, v in enc.items() if k != "token_type_ids"}
+
+    # -- giqa's own preparation (the processor's tensors; checked when the model loads) ------
+    _image_tokens: Optional[tuple[int, int, tuple[int, ...]]] = None  # see _probe_image_tokens
+
+    def prompt_ids(self, texts: Sequence[str]) -> Optional[list[list[int]]]:
+        """Token ids of each text's full prompt, image placeholder expanded as the processor does;
+        None when only the processor can tokenise for this model (see :meth:`_probe_image_tokens`)."""
+        if self._image_tokens is None:
+            return None
+        return self._expanded_ids(texts, *self._image_tokens[:2])
+
+    def _expanded_ids(self, texts: Sequence[str], image_id: int, count: int) -> list[list[int]]:
+        prompts = [self.prompt(t) for t in texts]
+        return [expand_image_tokens(ids, image_id, count) for ids in self.processor.tokenizer(prompts)["input_ids"]]
+
+    def pixel_values(self, images: Sequence[Any]) -> Any:
+        """``(N, 3, H, W)`` float32 pixels of ``images`` under the image-geometry policy (CPU)."""
+        ip = self.processor.image_processor
+        prepared = prepare_images(images, ip, self.settings.image_aspect)
+        return ip(images=prepared, return_tensors="pt", **processor_image_kwargs(ip))["pixel_values"]
+
+    def host_inputs(self, images: Sequence[Any], ids: Sequence[Sequence[int]]) -> Optional[dict[str, Any]]:
+        """Model inputs (CPU, left padding) of ``images[i]`` with prompt ids ``ids[i]``; None when
+        the pixels are not the size the ids were made for (the caller then uses the processor)."""
+        pixels = self.pixel_values(images) if self._image_tokens is not None else None
+        if not self.fits(pixels):
+            return None
+        input_ids, attention_mask = left_pad(ids, self.processor.tokenizer.pad_token_id)
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "pixel_values": pixels}
+
+    def fits(self, pixels: Any) -> bool:
+        """Whether ``pixels`` (from :meth:`pixel_values`) have the size :meth:`prompt_ids` assumes."""
+        return self._image_tokens is not None and pixels is not None and tuple(pixels.shape[1:]) == self._image_tokens[2]
+
+    def pinned(self, host: dict[str, Any]) -> dict[str, Any]:
+        """``host`` in page-locked memory when bound for CUDA (so the copy can overlap compute)."""
+        if self.device is None or self.device.type != "cuda":
+            return host
+        return {k: (v.pin_memory() if hasattr(v, "pin_memory") else v) for k, v in host.items()}
+
+    def to_device(self, host: dict[str, Any]) -> dict[str, Any]:
+        """CPU inputs on the model's device (non-blocking from pinned memory), pixels in the model's dtype."""
+        inputs = {k: (v.to(self.device, non_blocking=True) if hasattr(v, "to") else v) for k, v in host.items()}
         if "pixel_values" in inputs and inputs["pixel_values"].is_floating_point():
             inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
         return inputs
+
+    def prefetch_depth(self) -> int:
+        """Batches prepared ahead in threads: ``settings.prefetch``, else 2 on CUDA and 0 elsewhere."""
+        depth = getattr(self.settings, "prefetch", None)
+        if depth is not None:
+            return int(depth)
+        return 2 if self.device is not None and self.device.type == "cuda" else 0
+
+    def _probe_image_tokens(self) -> Optional[tuple[int, int, tuple[int, ...]]]:
+        """``(image token id, image tokens per image, pixel shape (3, H, W))`` when giqa's own
+        token ids and pixels equal the processor's for a probe image and prompt, else None (then
+        every batch goes through the processor). Only ``LlavaProcessor`` is tried: its images
+        all come out one size, hence one number of image tokens.
+        """
+        torch = torch_module()
+        from PIL import Image
+
+        proc = self.processor
+        image_id = getattr(proc, "image_token_id", None)
+        if type(proc).__name__ != "LlavaProcessor" or not isinstance(image_id, int):
+            return None
+        probe, text = Image.new("RGB", (24, 16), (200, 30, 60)), "Is the image quality blurry?"
+        try:
+            ref = self.encode_host([probe], [text])
+            ids = ref["input_ids"][0].tolist()
+            count = ids.count(image_id)
+            same = self._expanded_ids([text], image_id, count)[0] == ids and torch.equal(
+                self.pixel_values([probe]), ref["pixel_values"])
+        except Exception:  # noqa: BLE001 - whatever fails here, the processor path still works
+            return None
+        return (image_id, count, tuple(ref["pixel_values"].shape[1:])) if same and count else None
 
 
 def check_pairs(images: Any, texts: Any, what: str) -> tuple[list[Any], list[str]]:

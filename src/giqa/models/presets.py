@@ -15,6 +15,12 @@
 - ``tiny-random``: random-weight models built from configs into a cache directory, offline,
   in seconds (:mod:`giqa.models.tiny`). Every backend reports ``random_weights=True``.
 
+The LLM at throughput: given the URL of an OpenAI-compatible server (vLLM, SGLang; ``vllm serve
+meta-llama/Meta-Llama-3-8B-Instruct``), a preset's LLM becomes the ``openai`` backend asking
+that server for the preset's model (``load_preset("paper", llm_base_url=URL)``; on the command
+line ``--llm-base-url URL`` or ``GIQA_LLM_BASE_URL``); without one it runs in process on
+transformers (:func:`server_llm_entry`).
+
 This module imports nothing heavy; the tiny models are built by :func:`load_preset`.
 """
 
@@ -32,7 +38,7 @@ from giqa.models.roles import Role
 
 __all__ = [
     "ROLES", "PRESETS", "PresetSpec", "Backends", "load_preset", "preset_available_locally", "default_cache_dir",
-    "preset_entry", "tiny_cache_dir",
+    "preset_entry", "tiny_cache_dir", "server_llm_entry",
 ]
 
 ROLES = tuple(Role)  # every preset names a backend for each role
@@ -169,6 +175,29 @@ def preset_entry(name: str, role: "Role | str") -> tuple[str, dict[str, Any]]:
     return backend, dict(settings)
 
 
+def server_llm_entry(backend: str, settings: Mapping[str, Any], base_url: Optional[str] = None) -> tuple[str, dict[str, Any]]:
+    """The ``openai`` LLM entry serving the model of LLM entry ``(backend, settings)``.
+
+    An in-process ``transformers`` entry whose ``model_id`` is a hub id (``paper``:
+    ``meta-llama/Meta-Llama-3-8B-Instruct``) keeps that id, which is the name vLLM and SGLang
+    serve it under; a local build (``tiny-random``'s ``{cache}/llama``) has no served name, so
+    the ``openai`` backend's default applies (give ``model_id`` then). An ``openai`` entry is
+    kept. ``base_url`` is added when given.
+    """
+    name = backend.split(".v")[0]
+    out: dict[str, Any] = dict(settings) if name == "openai" else {}
+    model_id = settings.get("model_id")
+    if name == "transformers" and isinstance(model_id, str) and _is_hub_id(model_id):
+        out["model_id"] = model_id
+    if base_url is not None:
+        out["base_url"] = base_url
+    return "openai", out
+
+
+def _is_hub_id(model_id: str) -> bool:
+    return "{" not in model_id and model_id.count("/") == 1 and not Path(model_id).expanduser().exists()
+
+
 def tiny_cache_dir(*, build: bool = False) -> Path:
     """Where ``tiny-random`` keeps its models in this process; ``build`` builds them if missing."""
     cache = default_cache_dir() / "tiny-random-v1"
@@ -191,9 +220,13 @@ def load_preset(
     *,
     cache_dir: "Optional[os.PathLike[str] | str]" = None,
     device: Optional[str] = None,
+    llm_base_url: Optional[str] = None,
     **overrides: Any,
 ) -> Backends:
     """Build the backends of preset ``name`` (weights load lazily, on first use).
+
+    ``llm_base_url``: an OpenAI-compatible server (up to ``/v1``) that serves the preset's LLM
+    (:func:`server_llm_entry`); None runs it in process.
 
     ``overrides`` are keyed by role (``detector``, ``llm``, ``quality_filter`` or ``filter``,
     ``embedder``, ``vlm``):
@@ -218,6 +251,8 @@ def load_preset(
             built[role.value] = override
             continue
         backend_name, settings = spec.roles[role]
+        if role is Role.llm and llm_base_url is not None:
+            backend_name, settings = server_llm_entry(backend_name, settings, llm_base_url)
         settings = {k: (v.format(cache=cache) if isinstance(v, str) else v) for k, v in settings.items()}
         if override is not None:
             override = dict(override)

@@ -7,7 +7,8 @@ TOML/JSON run configuration. :meth:`BackendSpec.from_preset` resolves a preset's
 :meth:`BackendSpec.fingerprint` is what record keys hash: the role, the versioned registry name
 and every setting that can change a result. Settings that only change how a result is
 obtained (device, batch size, concurrency, timeouts, retries, credentials, server address,
-cache paths) are left out, so moving a run to another machine keeps its keys.
+cache paths, prefetching, the LLM's KV-cache kind and compilation) are left out, so moving a
+run to another machine keeps its keys.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ __all__ = ["BackendSpec", "RUN_ONLY_SETTINGS", "result_settings"]
 RUN_ONLY_SETTINGS = frozenset({
     "device", "batch_size", "max_concurrency", "timeout_s", "connect_timeout_s", "deadline_s",
     "max_retries", "backoff_s", "backoff_max_s", "cooldown_s", "api_key", "api_key_env", "base_url",
-    "cache_dir", "local_files_only", "revision_check",
+    "cache_dir", "local_files_only", "revision_check", "prefetch", "cache_implementation", "compile",
 })
 
 
