@@ -111,6 +111,12 @@ def test_bench_run_end_to_end_with_tiny_llava(tmp_path, tiny_llava_dir, capsys):
     report = json.loads((tmp_path / "rep" / "report.json").read_text())[0]
     assert 0.0 <= report["metrics"]["acc_y"] <= 1.0
     assert report["counts"]["missing"] == 0
+    cropped = tmp_path / "cropped.jsonl"
+    rc = main(["bench", "run", "--bench", str(BENCH), "--images", str(images), "--out", str(cropped),
+               "--model-id", str(tiny_llava_dir), "--device", "cpu", "--image-aspect", "crop", "--limit", "2",
+               "--max-new-tokens", "2", "--no-progress"])
+    assert rc == 0
+    assert [json.loads(l)["image_aspect"] for l in cropped.read_text().splitlines()] == ["crop", "crop"]
 
 
 def test_bench_runner_checks_its_vlm(tmp_path):

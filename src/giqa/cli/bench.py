@@ -22,6 +22,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--model-id", default=None, help="hub id or local directory (default: the backend's default)")
     r.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:0, mps")
     r.add_argument("--dtype", default=None, help="auto, float32, float16, bfloat16")
+    r.add_argument("--image-aspect", default=None, choices=("pad", "crop", "native"),
+                   help="how images reach the vision tower: pad to a square with the processor's mean colour "
+                        "(LLaVA-1.5's training; boxes stay valid), the processor's centre crop, or the "
+                        "processor's own tiling (LLaVA-NeXT) (default: the backend's, pad)")
     r.add_argument("--batch-size", type=int, default=4, help="items per generate call (default: 4)")
     r.add_argument("--max-new-tokens", type=int, default=512, help="default: 512")
     r.add_argument("--prompt-template", default="{question}",
@@ -80,7 +84,7 @@ def _run(args: argparse.Namespace) -> int:
     if "{question}" not in args.prompt_template:
         raise SystemExit("giqa bench run: --prompt-template must contain {question}")
     vlm = create("vlm", args.vlm, **_settings(model_id=args.model_id, device=args.device, dtype=args.dtype,
-                                              batch_size=args.batch_size))
+                                              batch_size=args.batch_size, image_aspect=args.image_aspect))
     from giqa.bench.runner import default_prompt
 
     template = args.prompt_template
