@@ -13,11 +13,13 @@ call with the same ``out_dir`` reuse it instead of rebuilding). Building is dete
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Callable, Union
 
 from giqa.errors import require
@@ -462,10 +464,7 @@ def build_tiny_sentence_embedder(out_dir: PathLike, *, force: bool = False) -> P
 def _write_sentence_embedder(out: Path) -> dict[str, Any]:
     transformers = require("transformers", "models")
     st = require("sentence_transformers", "models")
-    try:  # sentence-transformers >= 6
-        from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
-    except ImportError:  # 3.x - 5.x
-        from sentence_transformers.models import Normalize, Pooling, Transformer
+    st_modules = _sentence_transformer_modules()
     scratch = Path(tempfile.mkdtemp(prefix="giqa-tiny-vocab-"))
     try:
         tokenizer = _bert_tokenizer(transformers, scratch, do_lower_case=True, model_max_length=128)
@@ -483,9 +482,18 @@ def _write_sentence_embedder(out: Path) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="giqa-tiny-bert-") as bert_dir:
         transformers.BertModel(config).save_pretrained(bert_dir)
         tokenizer.save_pretrained(bert_dir)
-        word = Transformer(bert_dir, max_seq_length=128)
+        word = st_modules.Transformer(bert_dir, max_seq_length=128)
         dim = getattr(word, "get_embedding_dimension", None) or word.get_word_embedding_dimension
-        pool = Pooling(dim(), pooling_mode="mean")
-        model = st.SentenceTransformer(modules=[word, pool, Normalize()], device="cpu")
+        pool = st_modules.Pooling(dim(), pooling_mode="mean")
+        model = st.SentenceTransformer(modules=[word, pool, st_modules.Normalize()], device="cpu")
         model.save(str(out))
     return {"architecture": "BertModel+mean pooling"}
+
+
+def _sentence_transformer_modules() -> ModuleType:
+    """The module holding sentence-transformers' ``Transformer``, ``Pooling`` and ``Normalize``
+    (moved in 6.0; the import path is picked at run time so both layouts type-check)."""
+    try:  # sentence-transformers >= 6
+        return importlib.import_module("sentence_transformers.sentence_transformer.modules")
+    except ImportError:  # 3.x - 5.x
+        return importlib.import_module("sentence_transformers.models")

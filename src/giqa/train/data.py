@@ -248,7 +248,7 @@ class TaskMixSampler:
     def __init__(
         self,
         tasks: Sequence[Union[Task, str]],
-        weights: Optional[Mapping[Union[Task, str], float]] = None,
+        weights: Union[Mapping[Task, float], Mapping[str, float], None] = None,
         *,
         seed: int = 0,
         num_samples: Optional[int] = None,

@@ -23,10 +23,13 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence, cast
 
 from giqa.errors import require
 from giqa.train.config import CONFIG_FILE, RESUMABLE_CHANGES, TrainConfig, TrainConfigError
+
+if TYPE_CHECKING:  # transformers is imported where it is used (the extra "train")
+    from transformers import PreTrainedModel, Trainer, TrainerCallback
 
 __all__ = ["LOG_FILE", "FINAL_DIR", "TrainResult", "train", "last_checkpoint", "read_log"]
 
@@ -177,10 +180,11 @@ def _prepare_model(model: Any, cfg: TrainConfig) -> Any:
     return model
 
 
-def _make_callbacks(cfg: TrainConfig, log_path: Path) -> list[Any]:
-    transformers = require("transformers", "train")
+def _make_callbacks(cfg: TrainConfig, log_path: Path) -> list[TrainerCallback]:
+    require("transformers", "train")
+    from transformers import TrainerCallback
 
-    class JsonlLog(transformers.TrainerCallback):
+    class JsonlLog(TrainerCallback):
         """Appends each Trainer log event to ``train_log.jsonl`` (flushed per line)."""
 
         def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001 - Trainer's signature
@@ -323,11 +327,12 @@ def _replace_dir(new: Path, target: Path) -> None:
         os.replace(new, target)
 
 
-def _make_trainer_class(cfg: TrainConfig, sampler: Any) -> Any:
+def _make_trainer_class(cfg: TrainConfig, sampler: Any) -> type[Trainer]:
     """``Trainer`` with giqa's sampler, the projector's own learning rate and the full-model resume."""
-    transformers = require("transformers", "train")
+    require("transformers", "train")
+    from transformers import Trainer
 
-    class GiqaTrainer(transformers.Trainer):
+    class GiqaTrainer(Trainer):
         def _get_train_sampler(self, *args: Any, **kwargs: Any):  # noqa: ANN202 - Trainer's hook
             return sampler
 
@@ -337,11 +342,12 @@ def _make_trainer_class(cfg: TrainConfig, sampler: Any) -> Any:
             super()._load_from_checkpoint(resume_from_checkpoint, model)
 
         def create_optimizer(self, *args: Any, **kwargs: Any):  # noqa: ANN202
-            if cfg.projector_learning_rate is None or self.optimizer is not None:
+            model = self.model
+            if cfg.projector_learning_rate is None or self.optimizer is not None or model is None:
                 return super().create_optimizer(*args, **kwargs)
-            decay = set(self.get_decay_parameter_names(self.model))
+            decay = set(self.get_decay_parameter_names(model))
             groups: dict[tuple[bool, bool], list[Any]] = {}
-            for name, param in self.model.named_parameters():
+            for name, param in model.named_parameters():
                 if param.requires_grad:
                     groups.setdefault(("multi_modal_projector" in name, name in decay), []).append(param)
             param_groups = [
@@ -352,7 +358,8 @@ def _make_trainer_class(cfg: TrainConfig, sampler: Any) -> Any:
                 }
                 for (projector, decays), params in sorted(groups.items())
             ]
-            optimizer_cls, optimizer_kwargs = transformers.Trainer.get_optimizer_cls_and_kwargs(self.args, self.model)
+            # Trainer passes its nn.Module (a PeftModel under LoRA) here too; the annotation is narrower.
+            optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(self.args, cast("PreTrainedModel", model))
             self.optimizer = optimizer_cls(param_groups, **optimizer_kwargs)
             return self.optimizer
 
