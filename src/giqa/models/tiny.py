@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Union
 
+from giqa.data.io import atomic_directory, write_text_atomic
 from giqa.errors import require
 
 __all__ = [
@@ -72,41 +72,31 @@ def _cached(out: Path, kind: str) -> bool:
 
 def _write_marker(out: Path, kind: str, **extra: Any) -> None:
     info = {"kind": kind, "version": _VERSION, "random_weights": True, **extra}
-    _marker(out).write_text(json.dumps(info, indent=2))
+    write_text_atomic(_marker(out), json.dumps(info, indent=2))
 
 
 def _materialise(out_dir: PathLike, kind: str, force: bool, write: Callable[[Path], dict[str, Any]]) -> Path:
     """Build with ``write`` into ``out_dir`` unless a finished build of ``kind`` is there.
 
-    A new directory is written under a temporary name and renamed at the end, so a crash or
-    a concurrent build never leaves a half-written directory that looks finished; the marker
-    file is written last.
+    A new directory is built under a name of its own and renamed at the end
+    (:func:`giqa.data.io.atomic_directory`), so a crash or a concurrent build never leaves a
+    half-written directory that looks finished; of concurrent builds the first to finish is
+    kept. An existing directory is rebuilt in place with its marker removed until the end. The
+    marker file is written last.
     """
     out = Path(out_dir)
     if not force and _cached(out, kind):
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fresh = not out.exists() or (out.is_dir() and not any(out.iterdir()))
-    target = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent)) if fresh else out
-    if not fresh:
+    if out.exists() and not (out.is_dir() and not any(out.iterdir())):
         _marker(out).unlink(missing_ok=True)  # rebuilding in place: not finished until the end
+        _write_marker(out, kind, **write(out))
+        return out
     try:
-        extra = write(target)
-        _write_marker(target, kind, **extra)
-        if fresh:
-            os.chmod(target, 0o755)
-            if out.exists():
-                out.rmdir()
-            try:
-                os.replace(target, out)
-            except OSError:
-                if not _cached(out, kind):  # not a concurrent build that finished first
-                    raise
-                shutil.rmtree(target, ignore_errors=True)
-    except BaseException:
-        if fresh:
-            shutil.rmtree(target, ignore_errors=True)
-        raise
+        with atomic_directory(out) as target:
+            _write_marker(target, kind, **write(target))
+    except FileExistsError:
+        if not _cached(out, kind):  # not a concurrent build that finished first
+            raise
     return out
 
 
