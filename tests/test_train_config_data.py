@@ -193,6 +193,9 @@ class TestRecords:
         (tmp_path / "e.jsonl").write_text(good + "\n" + json.dumps({"id": "q", "image": "a.png"}) + "\n")
         with pytest.raises(ParseError, match=r"e\.jsonl:2: not a giqa Sample"):
             read_conversations(tmp_path / "e.jsonl")
+        (tmp_path / "g.jsonl").write_text(good + "\n\n\n" + json.dumps([1, 2]) + "\n")  # blank lines count
+        with pytest.raises(ParseError, match=r"g\.jsonl:4: a record must be a JSON object"):
+            read_conversations(tmp_path / "g.jsonl")
         (tmp_path / "f.csv").write_text("a,b")
         with pytest.raises(ParseError, match="must be .jsonl, .json, .parquet or a datasets folder"):
             read_conversations(tmp_path / "f.csv")

@@ -5,11 +5,12 @@ Every file giqa writes goes through here:
 
 * :func:`atomic_target` / :func:`write_jsonl_atomic` / :func:`write_text_atomic`: write into
   ``<path>.incomplete`` and rename it to ``<path>`` only on success (files and directories), so
-  a crash never leaves a half file that looks whole.
+  a crash never leaves a half file that looks whole; :func:`atomic_directory` does the same
+  for a directory that several processes may build at once (a unique temporary each).
 * :class:`JsonlAppender`: append-only JSON Lines; each group of lines is one ``write`` and one
   ``flush`` (a killed process loses at most the group it was writing); a torn last line is cut
   off (:func:`repair_tail`) before appending again.
-* :func:`iter_jsonl`: the JSON Lines reader. **Bad-line policy** (``on_bad``):
+* :func:`iter_jsonl` (and :func:`iter_jsonl_numbered`, with line numbers): the JSON Lines reader. **Bad-line policy** (``on_bad``):
 
   - blank lines are skipped, a UTF-8 BOM at the start is ignored;
   - a *bad line* is one that is not valid UTF-8, not valid JSON, or (with ``objects=True``,
@@ -35,6 +36,7 @@ import contextlib
 import json
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator, Literal, Optional, Sequence, Union
@@ -45,10 +47,12 @@ __all__ = [
     "BadLine",
     "JsonlAppender",
     "SAMPLE_COLUMNS",
+    "atomic_directory",
     "atomic_target",
     "dumps",
     "exclusive_lock",
     "iter_jsonl",
+    "iter_jsonl_numbered",
     "read_jsonl",
     "remove_path",
     "repair_tail",
@@ -128,6 +132,38 @@ def write_text_atomic(path: PathLike, text: str) -> Path:
             fh.write(text)
             _fsync(fh)
     return Path(os.fspath(path))
+
+
+@contextlib.contextmanager
+def atomic_directory(path: PathLike) -> Iterator[Path]:
+    """Yield a new, uniquely named directory beside ``path`` (``.<name>.<random>.incomplete``,
+    mode 0o755) to build a directory in; it becomes ``path`` when the block succeeds and is
+    removed on an exception.
+
+    Unlike :func:`atomic_target`, concurrent builders of one ``path`` never share (or delete) a
+    temporary, and nothing is overwritten: a missing ``path`` or an empty directory is taken;
+    when ``path`` holds anything (another builder finished first) the block's directory is
+    removed and :class:`FileExistsError` raised.
+    """
+    target = Path(os.fspath(path))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=INCOMPLETE, dir=target.parent))
+    try:
+        os.chmod(tmp, 0o755)
+        yield tmp
+        if _is_empty_dir(target):
+            target.rmdir()
+        try:
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise FileExistsError(f"{target} exists and is not empty (built by another process?); left as it is") from exc
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _is_empty_dir(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink() and not any(path.iterdir())
 
 
 # -- appends -------------------------------------------------------------------------------------
@@ -231,6 +267,15 @@ def iter_jsonl(
     With ``on_bad="item"`` a :class:`BadLine` takes a bad line's place. A missing file raises
     :class:`FileNotFoundError` unless ``missing_ok``. Memory: one line at a time.
     """
+    for _, value in iter_jsonl_numbered(path, on_bad=on_bad, objects=objects, missing_ok=missing_ok):
+        yield value
+
+
+def iter_jsonl_numbered(
+    path: PathLike, *, on_bad: OnBad = "raise", objects: bool = True, missing_ok: bool = False
+) -> Iterator[tuple[int, Any]]:
+    """``(line, value)`` for each non-blank line of a JSON Lines file (``line`` 1-based, as in
+    an editor); otherwise exactly :func:`iter_jsonl`, so callers can name a record's line."""
     p = Path(os.fspath(path))
     if missing_ok and not p.exists():
         return
@@ -243,13 +288,13 @@ def iter_jsonl(
                 continue
             value, problem = _decode(body, objects)
             if problem is None:
-                yield value
+                yield lineno, value
                 continue
             bad = BadLine(str(p), lineno, start, problem, body[:500].decode("utf-8", "replace"))
             if on_bad == "raise":
                 raise bad.error()
             if on_bad == "item":
-                yield bad
+                yield lineno, bad
 
 
 def read_jsonl(path: PathLike) -> Iterator[dict[str, Any]]:

@@ -26,11 +26,11 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from giqa.data.io import atomic_target
 from giqa.errors import require
 from giqa.types import Sample, Task, VqaKind
 
@@ -267,13 +267,6 @@ def box_area_histogram(
     warning = random_weights_warning(n_random, samples_seen)
     fig = _histogram_figure(data, bins, title, warning)
 
-    target = Path(os.fspath(path))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".incomplete")
-    try:
+    with atomic_target(path) as tmp:
         fig.savefig(str(tmp), dpi=dpi, format="png", metadata={"Description": warning or "giqa box-area histogram"})
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return data

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from numba import njit
 
+from giqa.geometry._jit_options import NjitOptions
 from giqa.geometry._limits import COORD_LIMIT
 
-_OPTS = dict(cache=True, error_model="numpy", nogil=True)
+_OPTS: NjitOptions = {"cache": True, "error_model": "numpy", "nogil": True}
 # Helpers state parallel=False so a parallel caller does not recompile them with its flags
 # (Numba inherits unset flags), which can cost their vectorisation.
-_SERIAL = dict(_OPTS, parallel=False)
+_SERIAL: NjitOptions = {**_OPTS, "parallel": False}
 
 CHECKS_VERSION = 2
 

@@ -15,10 +15,13 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-_OPTS = dict(cache=True, error_model="numpy", nogil=True)
+from giqa.geometry._jit_options import NjitOptions
+
+_OPTS: NjitOptions = {"cache": True, "error_model": "numpy", "nogil": True}
 # Callees state parallel=False: Numba lets a callee inherit an unset flag from a parallel
 # caller, and the range loops recompiled that way are not vectorised (10x slower).
-_SERIAL = dict(_OPTS, parallel=False)
+_SERIAL: NjitOptions = {**_OPTS, "parallel": False}
+_PARALLEL: NjitOptions = {**_OPTS, "parallel": True}
 _CHUNK = 1 << 15
 
 
@@ -65,7 +68,7 @@ def encode_serial(flat, n, m, lo, hi, out):
     return _encode_range(flat, 0, flat.shape[0] // 4, n, m, lo, hi, out)
 
 
-@njit(parallel=True, **_OPTS)
+@njit(**_PARALLEL)
 def encode_parallel(flat, n, m, lo, hi, out):
     rows = flat.shape[0] // 4
     chunks = (rows + _CHUNK - 1) // _CHUNK
@@ -101,7 +104,7 @@ def decode_serial(idx, n, m, out):
     return _decode_range(idx, 0, idx.shape[0], n, m, n * m, out)
 
 
-@njit(parallel=True, **_OPTS)
+@njit(**_PARALLEL)
 def decode_parallel(idx, n, m, out):
     total = idx.shape[0]
     chunks = (total + 2 * _CHUNK - 1) // (2 * _CHUNK)

@@ -17,13 +17,16 @@ import numpy as np
 from numba import njit, prange
 
 from giqa.geometry._checks import first_bad  # noqa: F401  (re-exported for the wrappers)
+from giqa.geometry._jit_options import NjitOptions
 
 # Compiled with giqa.geometry._checks CHECKS_VERSION = 2 (see there: bump both together).
 
-_OPTS = dict(cache=True, error_model="numpy", nogil=True)
+_OPTS: NjitOptions = {"cache": True, "error_model": "numpy", "nogil": True}
 # Helpers state parallel=False so a parallel caller does not recompile them with its flags
 # (Numba inherits unset flags), which can cost their vectorisation.
-_SERIAL = dict(_OPTS, parallel=False)
+_SERIAL: NjitOptions = {**_OPTS, "parallel": False}
+_PARALLEL: NjitOptions = {**_OPTS, "parallel": True}
+_INLINE: NjitOptions = {**_SERIAL, "inline": "always"}
 _CHUNK = 1 << 15
 
 
@@ -79,7 +82,7 @@ def pairwise_iou_serial(a, b, out, zero, tiny):
         _row_iou(a[i, 0], a[i, 1], a[i, 2], a[i, 3], bx1, by1, bx2, by2, ab, out[i], zero, tiny)
 
 
-@njit(parallel=True, **_OPTS)
+@njit(**_PARALLEL)
 def pairwise_iou_parallel(a, b, out, zero, tiny):
     bx1, by1, bx2, by2, ab = _columns(b)
     for i in prange(a.shape[0]):
@@ -93,7 +96,7 @@ def pairwise_cov_serial(a, b, out, zero, tiny):
         _row_cov(a[i, 0], a[i, 1], a[i, 2], a[i, 3], bx1, by1, bx2, by2, ab, out[i], zero, tiny)
 
 
-@njit(parallel=True, **_OPTS)
+@njit(**_PARALLEL)
 def pairwise_cov_parallel(a, b, out, zero, tiny):
     bx1, by1, bx2, by2, ab = _columns(b)
     for i in prange(a.shape[0]):
@@ -107,7 +110,7 @@ def pairwise_touch_serial(a, b, out):
         _row_touch(a[i, 0], a[i, 1], a[i, 2], a[i, 3], bx1, by1, bx2, by2, out[i])
 
 
-@njit(parallel=True, **_OPTS)
+@njit(**_PARALLEL)
 def pairwise_touch_parallel(a, b, out):
     bx1, by1, bx2, by2, _ = _columns(b)
     for i in prange(a.shape[0]):
@@ -118,7 +121,7 @@ def pairwise_touch_parallel(a, b, out):
 # Flat views (``a.reshape(-1)``) with explicit strides, branch-free, validity fused into the same
 # pass (a separate scan plus a 2-D ``a[i, k]`` loop ran ~7x slower than one flat loop). Each
 # returns the number of invalid rows; the wrapper then names the first one.
-@njit(inline="always", **_SERIAL)
+@njit(**_INLINE)
 def _invalid(x1, y1, x2, y2, lim):
     # NaN fails every comparison; with x1 <= x2 the outer bounds cover all four values.
     return np.int64(not ((x1 <= x2) & (y1 <= y2) & (-lim <= x1) & (x2 <= lim) & (-lim <= y1) & (y2 <= lim)))
@@ -158,7 +161,7 @@ def ew_ratio_serial(a, b, out, zero, tiny, lim, over_union):
     return _ew_ratio(a, b, out, zero, tiny, lim, over_union)
 
 
-@njit(parallel=True, **_OPTS)
+@njit(**_PARALLEL)
 def ew_ratio_parallel(a, b, out, zero, tiny, lim, over_union):
     chunks = (out.shape[0] + _CHUNK - 1) // _CHUNK
     bad = np.zeros(chunks, np.int64)
@@ -176,7 +179,7 @@ def ew_touch_serial(a, b, out, lim):
     return _ew_touch(a, b, out, lim)
 
 
-@njit(parallel=True, **_OPTS)
+@njit(**_PARALLEL)
 def ew_touch_parallel(a, b, out, lim):
     chunks = (out.shape[0] + _CHUNK - 1) // _CHUNK
     bad = np.zeros(chunks, np.int64)

@@ -19,21 +19,24 @@ import numpy as np
 from numba import njit, prange
 
 from giqa.geometry._checks import first_bad
+from giqa.geometry._jit_options import NjitOptions
 
 # Compiled with giqa.geometry._checks CHECKS_VERSION = 2 (see there: bump both together).
 
-_OPTS = dict(cache=True, error_model="numpy", nogil=True)
+_OPTS: NjitOptions = {"cache": True, "error_model": "numpy", "nogil": True}
 # Helpers state parallel=False so a parallel caller does not recompile them with its flags
 # (Numba inherits unset flags), which can cost their vectorisation.
-_SERIAL = dict(_OPTS, parallel=False)
+_SERIAL: NjitOptions = {**_OPTS, "parallel": False}
+_PARALLEL: NjitOptions = {**_OPTS, "parallel": True}
+_INLINE: NjitOptions = {**_SERIAL, "inline": "always"}
 
 
-@njit(inline="always", **_SERIAL)
+@njit(**_INLINE)
 def _row64(cur, r):
     return np.float64(cur[r, 0]), np.float64(cur[r, 1]), np.float64(cur[r, 2]), np.float64(cur[r, 3])
 
 
-@njit(inline="always", **_SERIAL)
+@njit(**_INLINE)
 def _after(cur, p, r):
     """Row ``p`` comes after row ``r`` by ``(x1, y1, x2, y2)``."""
     for t in range(4):
@@ -247,7 +250,7 @@ def merge_batched_serial(boxes, offsets, area_thr, cover_thr):
     return _gather(cur, offsets, counts, moff), moff, lab, -1
 
 
-@njit(parallel=True, **_OPTS)
+@njit(**_PARALLEL)
 def merge_batched_parallel(boxes, offsets, area_thr, cover_thr):
     """As :func:`merge_batched_serial`, images spread over threads."""
     t_all = boxes.shape[0]

@@ -69,17 +69,17 @@ def check_conversations(conversations: Any) -> list[list[ChatMessage]]:
     """Validate ``conversations`` (a list of lists of ``{"role", "content"}``); TypeError/ValueError otherwise."""
     if isinstance(conversations, (str, bytes, Mapping)) or not hasattr(conversations, "__len__"):
         raise TypeError("conversations must be a list of conversations (each a list of messages)")
-    out = []
+    out: list[list[ChatMessage]] = []
     for i, conv in enumerate(conversations):
         if isinstance(conv, (str, bytes, Mapping)) or not hasattr(conv, "__len__") or len(conv) == 0:
             raise ValueError(f"conversation {i} must be a non-empty list of messages")
-        msgs = []
+        msgs: list[ChatMessage] = []
         for k, msg in enumerate(conv):
             if not isinstance(msg, Mapping) or not isinstance(msg.get("content"), str):
                 raise ValueError(f"conversation {i}, message {k}: expected {{'role': str, 'content': str}}, got {msg!r}")
             if msg.get("role") not in _ROLES:
                 raise ValueError(f"conversation {i}, message {k}: role must be one of {sorted(_ROLES)}, got {msg.get('role')!r}")
-            msgs.append({"role": msg["role"], "content": msg["content"]})
+            msgs.append(ChatMessage(role=msg["role"], content=msg["content"]))
         out.append(msgs)
     return out
 
@@ -90,9 +90,9 @@ def with_schema(messages: list[ChatMessage], json_schema: Optional[Mapping[str, 
         return messages
     note = schema_instruction(json_schema)
     if messages and messages[0]["role"] == "system":
-        first = {"role": "system", "content": messages[0]["content"].rstrip() + "\n\n" + note}
+        first = ChatMessage(role="system", content=messages[0]["content"].rstrip() + "\n\n" + note)
         return [first, *messages[1:]]
-    return [{"role": "system", "content": note}, *messages]
+    return [ChatMessage(role="system", content=note), *messages]
 
 
 class TransformersLLM(HFBackend):

@@ -13,13 +13,15 @@ call with the same ``out_dir`` reuse it instead of rebuilding). Building is dete
 
 from __future__ import annotations
 
+import importlib
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Callable, Union
 
+from giqa.data.io import atomic_directory, write_text_atomic
 from giqa.errors import require
 
 __all__ = [
@@ -70,41 +72,31 @@ def _cached(out: Path, kind: str) -> bool:
 
 def _write_marker(out: Path, kind: str, **extra: Any) -> None:
     info = {"kind": kind, "version": _VERSION, "random_weights": True, **extra}
-    _marker(out).write_text(json.dumps(info, indent=2))
+    write_text_atomic(_marker(out), json.dumps(info, indent=2))
 
 
 def _materialise(out_dir: PathLike, kind: str, force: bool, write: Callable[[Path], dict[str, Any]]) -> Path:
     """Build with ``write`` into ``out_dir`` unless a finished build of ``kind`` is there.
 
-    A new directory is written under a temporary name and renamed at the end, so a crash or
-    a concurrent build never leaves a half-written directory that looks finished; the marker
-    file is written last.
+    A new directory is built under a name of its own and renamed at the end
+    (:func:`giqa.data.io.atomic_directory`), so a crash or a concurrent build never leaves a
+    half-written directory that looks finished; of concurrent builds the first to finish is
+    kept. An existing directory is rebuilt in place with its marker removed until the end. The
+    marker file is written last.
     """
     out = Path(out_dir)
     if not force and _cached(out, kind):
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fresh = not out.exists() or (out.is_dir() and not any(out.iterdir()))
-    target = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent)) if fresh else out
-    if not fresh:
+    if out.exists() and not (out.is_dir() and not any(out.iterdir())):
         _marker(out).unlink(missing_ok=True)  # rebuilding in place: not finished until the end
+        _write_marker(out, kind, **write(out))
+        return out
     try:
-        extra = write(target)
-        _write_marker(target, kind, **extra)
-        if fresh:
-            os.chmod(target, 0o755)
-            if out.exists():
-                out.rmdir()
-            try:
-                os.replace(target, out)
-            except OSError:
-                if not _cached(out, kind):  # not a concurrent build that finished first
-                    raise
-                shutil.rmtree(target, ignore_errors=True)
-    except BaseException:
-        if fresh:
-            shutil.rmtree(target, ignore_errors=True)
-        raise
+        with atomic_directory(out) as target:
+            _write_marker(target, kind, **write(target))
+    except FileExistsError:
+        if not _cached(out, kind):  # not a concurrent build that finished first
+            raise
     return out
 
 
@@ -462,10 +454,7 @@ def build_tiny_sentence_embedder(out_dir: PathLike, *, force: bool = False) -> P
 def _write_sentence_embedder(out: Path) -> dict[str, Any]:
     transformers = require("transformers", "models")
     st = require("sentence_transformers", "models")
-    try:  # sentence-transformers >= 6
-        from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
-    except ImportError:  # 3.x - 5.x
-        from sentence_transformers.models import Normalize, Pooling, Transformer
+    st_modules = _sentence_transformer_modules()
     scratch = Path(tempfile.mkdtemp(prefix="giqa-tiny-vocab-"))
     try:
         tokenizer = _bert_tokenizer(transformers, scratch, do_lower_case=True, model_max_length=128)
@@ -483,9 +472,18 @@ def _write_sentence_embedder(out: Path) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="giqa-tiny-bert-") as bert_dir:
         transformers.BertModel(config).save_pretrained(bert_dir)
         tokenizer.save_pretrained(bert_dir)
-        word = Transformer(bert_dir, max_seq_length=128)
+        word = st_modules.Transformer(bert_dir, max_seq_length=128)
         dim = getattr(word, "get_embedding_dimension", None) or word.get_word_embedding_dimension
-        pool = Pooling(dim(), pooling_mode="mean")
-        model = st.SentenceTransformer(modules=[word, pool, Normalize()], device="cpu")
+        pool = st_modules.Pooling(dim(), pooling_mode="mean")
+        model = st.SentenceTransformer(modules=[word, pool, st_modules.Normalize()], device="cpu")
         model.save(str(out))
     return {"architecture": "BertModel+mean pooling"}
+
+
+def _sentence_transformer_modules() -> ModuleType:
+    """The module holding sentence-transformers' ``Transformer``, ``Pooling`` and ``Normalize``
+    (moved in 6.0; the import path is picked at run time so both layouts type-check)."""
+    try:  # sentence-transformers >= 6
+        return importlib.import_module("sentence_transformers.sentence_transformer.modules")
+    except ImportError:  # 3.x - 5.x
+        return importlib.import_module("sentence_transformers.models")

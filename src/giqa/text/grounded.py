@@ -1,4 +1,4 @@
-"""giqa's own grounded-text format: write boxes into text, read them back, strip them.
+"""giqa's own grounded-text format: write boxes into text, read them back, fuse them into text.
 
 Grid style (the paper's Disc-Coord, default): ``[tower](<35, 319>)``; several boxes of one
 phrase share the parentheses: ``[buildings](<60, 230>, <111, 219>)``. ``<idx_l, idx_r>`` are the
@@ -28,7 +28,6 @@ __all__ = [
     "fuse",
     "fuse_report",
     "parse_grounded",
-    "strip_coordinates",
 ]
 
 Style = Literal["grid", "norm"]
@@ -132,20 +131,6 @@ def parse_grounded(text: str, *, n: int = 20, m: int = 20, strict: bool = False)
     issue, with its offset, line and column. Runs in time linear in ``len(text)``.
     """
     return scan_giqa(text, n=n, m=m, strict=strict)
-
-
-def strip_coordinates(text: str, fmt: Optional[str] = None, **options: Any) -> str:
-    """The clean text (coordinates and grounding brackets removed), for BLEU and LLM-Score.
-
-    ``fmt`` names another model's format (see :func:`giqa.text.formats.available_formats`),
-    e.g. ``strip_coordinates(out, fmt="kosmos2")``; default giqa (grid and norm style).
-    Never raises on malformed text.
-    """
-    if fmt is None or fmt in ("giqa", "giqa-norm"):
-        return scan_giqa(text, n=options.get("n", 20), m=options.get("m", 20)).text
-    from giqa.text.formats import get_format
-
-    return get_format(fmt, **options).parse(text).text
 
 
 # -- fusion --------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from giqa.data.io import write_text_atomic
 from giqa.errors import GiqaError
 from giqa.types import Task
 
@@ -228,13 +229,7 @@ class TrainConfig(_Strict):
 
     def save(self, directory: Union[str, Path]) -> Path:
         """Write ``giqa_train_config.json`` into ``directory`` (atomically) and return its path."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / CONFIG_FILE
-        tmp = path.with_name(path.name + ".incomplete")
-        tmp.write_text(self.to_json() + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-        return path
+        return write_text_atomic(Path(directory) / CONFIG_FILE, self.to_json() + "\n")
 
     def changes_from(self, other: "TrainConfig") -> list[str]:
         """Names of the top-level fields whose values differ from ``other``'s."""

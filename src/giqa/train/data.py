@@ -131,10 +131,13 @@ def conversation_from_llava(record: Mapping[str, Any], *, task: Union[Task, str,
 def _records(path: Path) -> Iterator[tuple[str, Any]]:
     """``(location, record)`` for each record of a data file or folder, read through giqa's readers.
 
-    ``.json`` / ``.jsonl``: :func:`giqa.data.jsonstream.iter_json_records` (records stay raw, so
-    multi-turn LLaVA records keep every turn); ``.parquet`` and ``datasets`` folders (``giqa build
-    export --to parquet|hf``): :func:`giqa.data.writers.iter_samples`, as full samples.
+    ``.jsonl``: :func:`giqa.data.io.iter_jsonl_numbered` (location ``<file>:<line>``; a malformed
+    line raises :class:`ParseError` naming the file and line); ``.json``:
+    :func:`giqa.data.jsonstream.iter_json_records` (records stay raw, so multi-turn LLaVA records
+    keep every turn); ``.parquet`` and ``datasets`` folders (``giqa build export --to
+    parquet|hf``): :func:`giqa.data.writers.iter_samples`, as full samples.
     """
+    from giqa.data.io import iter_jsonl_numbered
     from giqa.data.jsonstream import iter_json_records
     from giqa.data.writers import iter_samples
 
@@ -148,9 +151,12 @@ def _records(path: Path) -> Iterator[tuple[str, Any]]:
         raise ParseError(f"training data {path} must be .jsonl, .json, .parquet or a datasets folder")
     if not path.is_file():
         raise ParseError(f"cannot read training data {path}: not found")
-    suffix = ":" if path.suffix.lower() == ".jsonl" else "["
+    if path.suffix.lower() == ".jsonl":
+        for line, rec in iter_jsonl_numbered(path, objects=False):
+            yield f"{path}:{line}", rec
+        return
     for i, rec in iter_json_records(path):
-        yield (f"{path}:{i + 1}" if suffix == ":" else f"{path}[{i}]"), rec
+        yield f"{path}[{i}]", rec
 
 
 def read_conversations(path: Union[str, os.PathLike[str]], *, task: Union[Task, str, None] = None) -> list[Conversation]:
@@ -248,7 +254,7 @@ class TaskMixSampler:
     def __init__(
         self,
         tasks: Sequence[Union[Task, str]],
-        weights: Optional[Mapping[Union[Task, str], float]] = None,
+        weights: Union[Mapping[Task, float], Mapping[str, float], None] = None,
         *,
         seed: int = 0,
         num_samples: Optional[int] = None,

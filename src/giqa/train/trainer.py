@@ -16,6 +16,7 @@ Layout of ``output_dir``::
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import logging
@@ -23,10 +24,14 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence, cast
 
+from giqa.data.io import INCOMPLETE, JsonlAppender, atomic_target, read_jsonl, write_jsonl_atomic
 from giqa.errors import require
 from giqa.train.config import CONFIG_FILE, RESUMABLE_CHANGES, TrainConfig, TrainConfigError
+
+if TYPE_CHECKING:  # transformers is imported where it is used (the extra "train")
+    from transformers import PreTrainedModel, Trainer, TrainerCallback
 
 __all__ = ["LOG_FILE", "FINAL_DIR", "TrainResult", "train", "last_checkpoint", "read_log"]
 
@@ -77,22 +82,10 @@ def last_checkpoint(output_dir: os.PathLike[str] | str) -> Optional[Path]:
     return None
 
 
-def _entries(path: Path) -> list[dict[str, Any]]:
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue  # blank, or a line cut off by a crash mid-write
-        if isinstance(entry, dict):
-            out.append(entry)
-    return out
-
-
 def read_log(output_dir: os.PathLike[str] | str) -> list[dict[str, Any]]:
-    """The entries of ``train_log.jsonl`` (empty when absent; damaged lines skipped)."""
-    path = Path(output_dir) / LOG_FILE
-    return _entries(path) if path.is_file() else []
+    """The entries of ``train_log.jsonl`` (empty when absent; damaged lines, such as one cut off
+    by a crash mid-write, skipped)."""
+    return list(read_jsonl(Path(output_dir) / LOG_FILE))
 
 
 def _absolute(cfg: TrainConfig) -> TrainConfig:
@@ -136,10 +129,7 @@ def _truncate_log(path: Path, step: int) -> None:
     """Drop entries logged after ``step`` (the steps a resumed run will redo) and damaged lines."""
     if not path.is_file():
         return
-    keep = [e for e in _entries(path) if int(e.get("step", 0)) <= step]
-    tmp = path.with_name(path.name + ".incomplete")
-    tmp.write_text("".join(json.dumps(e) + "\n" for e in keep), encoding="utf-8")
-    os.replace(tmp, path)
+    write_jsonl_atomic(path, [e for e in read_jsonl(path) if int(e.get("step", 0)) <= step])
 
 
 def _vision_params(model: Any) -> list[tuple[str, Any]]:
@@ -177,18 +167,19 @@ def _prepare_model(model: Any, cfg: TrainConfig) -> Any:
     return model
 
 
-def _make_callbacks(cfg: TrainConfig, log_path: Path) -> list[Any]:
-    transformers = require("transformers", "train")
+def _make_callbacks(cfg: TrainConfig, log_path: Path) -> list[TrainerCallback]:
+    require("transformers", "train")
+    from transformers import TrainerCallback
 
-    class JsonlLog(transformers.TrainerCallback):
+    class JsonlLog(TrainerCallback):
         """Appends each Trainer log event to ``train_log.jsonl`` (flushed per line)."""
 
         def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001 - Trainer's signature
             if not state.is_world_process_zero or not logs:
                 return
             entry = {"step": state.global_step, **{k: v for k, v in logs.items() if isinstance(v, (int, float, str))}}
-            with log_path.open("a", encoding="utf-8") as fh:
-                fh.write(json.dumps(entry) + "\n")
+            with JsonlAppender(log_path) as appender:
+                appender.write(entry)
             if "loss" in logs:
                 log.info("step %d/%d loss %.4f lr %.3g", state.global_step, state.max_steps, logs["loss"], logs.get("learning_rate", 0.0))
 
@@ -284,18 +275,24 @@ def _save_final(trainer: Any, processor: Any, cfg: TrainConfig) -> Path:
     Called on every process: under DeepSpeed / FSDP the weights are gathered by
     ``trainer.save_model`` (all processes take part); every other write is the main process's.
     """
-    out = cfg.output_dir
-    final, tmp = out / FINAL_DIR, out / (FINAL_DIR + ".incomplete")
+    final = cfg.output_dir / FINAL_DIR
     main = trainer.is_world_process_zero()
-    if main and tmp.exists():
-        shutil.rmtree(tmp)
+    # The main process stages final.incomplete/ (and renames it); the others only write into it.
+    staging = atomic_target(final) if main else contextlib.nullcontext(final.with_name(FINAL_DIR + INCOMPLETE))
+    with staging as tmp:
+        trainer.accelerator.wait_for_everyone()
+        _write_final(trainer, processor, cfg, tmp, main)
     trainer.accelerator.wait_for_everyone()
+    return final
+
+
+def _write_final(trainer: Any, processor: Any, cfg: TrainConfig, tmp: Path, main: bool) -> None:
     if cfg.deepspeed is not None or cfg.fsdp is not None:
         trainer.save_model(str(tmp))  # sharded weights: gathered by the Trainer (LoRA adapters stay unmerged)
     elif main:
         model = trainer.model
         if cfg.finetune == "lora":
-            model.save_pretrained(out / ADAPTER_DIR)
+            model.save_pretrained(cfg.output_dir / ADAPTER_DIR)
             if cfg.lora.merge:
                 model = model.merge_and_unload()
         model.save_pretrained(tmp)
@@ -306,28 +303,14 @@ def _save_final(trainer: Any, processor: Any, cfg: TrainConfig) -> Path:
         marker = Path(cfg.model) / "giqa_tiny.json"
         if marker.is_file():
             shutil.copy2(marker, tmp / marker.name)
-        _replace_dir(tmp, final)
-    trainer.accelerator.wait_for_everyone()
-    return final
 
 
-def _replace_dir(new: Path, target: Path) -> None:
-    if target.exists():
-        old = target.with_name(target.name + ".old")
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(target, old)
-        os.replace(new, target)
-        shutil.rmtree(old)
-    else:
-        os.replace(new, target)
-
-
-def _make_trainer_class(cfg: TrainConfig, sampler: Any) -> Any:
+def _make_trainer_class(cfg: TrainConfig, sampler: Any) -> type[Trainer]:
     """``Trainer`` with giqa's sampler, the projector's own learning rate and the full-model resume."""
-    transformers = require("transformers", "train")
+    require("transformers", "train")
+    from transformers import Trainer
 
-    class GiqaTrainer(transformers.Trainer):
+    class GiqaTrainer(Trainer):
         def _get_train_sampler(self, *args: Any, **kwargs: Any):  # noqa: ANN202 - Trainer's hook
             return sampler
 
@@ -337,11 +320,12 @@ def _make_trainer_class(cfg: TrainConfig, sampler: Any) -> Any:
             super()._load_from_checkpoint(resume_from_checkpoint, model)
 
         def create_optimizer(self, *args: Any, **kwargs: Any):  # noqa: ANN202
-            if cfg.projector_learning_rate is None or self.optimizer is not None:
+            model = self.model
+            if cfg.projector_learning_rate is None or self.optimizer is not None or model is None:
                 return super().create_optimizer(*args, **kwargs)
-            decay = set(self.get_decay_parameter_names(self.model))
+            decay = set(self.get_decay_parameter_names(model))
             groups: dict[tuple[bool, bool], list[Any]] = {}
-            for name, param in self.model.named_parameters():
+            for name, param in model.named_parameters():
                 if param.requires_grad:
                     groups.setdefault(("multi_modal_projector" in name, name in decay), []).append(param)
             param_groups = [
@@ -352,7 +336,8 @@ def _make_trainer_class(cfg: TrainConfig, sampler: Any) -> Any:
                 }
                 for (projector, decays), params in sorted(groups.items())
             ]
-            optimizer_cls, optimizer_kwargs = transformers.Trainer.get_optimizer_cls_and_kwargs(self.args, self.model)
+            # Trainer passes its nn.Module (a PeftModel under LoRA) here too; the annotation is narrower.
+            optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(self.args, cast("PreTrainedModel", model))
             self.optimizer = optimizer_cls(param_groups, **optimizer_kwargs)
             return self.optimizer
 

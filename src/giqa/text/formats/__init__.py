@@ -12,7 +12,7 @@ follows (``fmt.source``).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from giqa.errors import RegistryError
 from giqa.text.formats._base import BoxFormat, render
@@ -21,8 +21,9 @@ from giqa.text.formats.kosmos2 import Kosmos2
 from giqa.text.formats.paligemma import PaliGemma
 from giqa.text.formats.qwen_vl import QwenVL
 from giqa.text.formats.suffix import Ferret, Florence2, Shikra
+from giqa.text.scanner import scan_giqa
 
-__all__ = ["BoxFormat", "available_formats", "convert", "get_format", "render"]
+__all__ = ["BoxFormat", "available_formats", "convert", "get_format", "render", "strip_coordinates"]
 
 _FORMATS: dict[str, Callable[..., BoxFormat]] = {
     "giqa": GiqaGrid,
@@ -71,3 +72,15 @@ def convert(text: str, src: str, dst: str, *, strict: bool = False, n: int = 20,
     src_fmt = get_format(src, n=n, m=m) if src in _GRID_OPTIONS else get_format(src)
     dst_fmt = get_format(dst, n=n, m=m) if dst in _GRID_OPTIONS else get_format(dst)
     return dst_fmt.render(src_fmt.parse(text, strict=strict))
+
+
+def strip_coordinates(text: str, fmt: Optional[str] = None, **options: Any) -> str:
+    """The clean text (coordinates and grounding brackets removed), for BLEU and LLM-Score.
+
+    ``fmt`` names another model's format (see :func:`available_formats`), e.g.
+    ``strip_coordinates(out, fmt="kosmos2")``; default giqa (grid and norm style; ``n``, ``m``
+    set the grid). Never raises on malformed text. Also :func:`giqa.text.strip_coordinates`.
+    """
+    if fmt is None or fmt in _GRID_OPTIONS:
+        return scan_giqa(text, n=options.get("n", 20), m=options.get("m", 20)).text
+    return get_format(fmt, **options).parse(text).text

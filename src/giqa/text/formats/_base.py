@@ -6,6 +6,7 @@ from typing import Any, ClassVar, Sequence
 
 from giqa.errors import FormatError
 from giqa.types import Box, GroundedPhrase
+from giqa.text.grounded import fuse_report
 from giqa.text.parsed import GroundedSpan, ParsedText
 
 __all__ = ["BoxFormat", "render"]
@@ -38,8 +39,6 @@ class BoxFormat:
 
     def fuse(self, text: str, phrases: Sequence[GroundedPhrase]) -> str:
         """Write ``phrases`` into ``text`` at their mentions (see :func:`giqa.text.fuse`)."""
-        from giqa.text.grounded import fuse_report
-
         return fuse_report(text, phrases, formatter=self.format_phrase).text
 
     # -- reading ---------------------------------------------------------------------------

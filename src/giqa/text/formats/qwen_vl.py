@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from giqa.types import Box
 from giqa.text.formats._base import BoxFormat, _check_text, make_span
 from giqa.text.grounded import as_boxes
 from giqa.text.parsed import GroundedSpan, ParsedText
@@ -29,7 +30,7 @@ def decode(q: int) -> float:
     return q / 1000
 
 
-def _read_box(s: str, k: int, log: IssueLog, issues: list[str]):
+def _read_box(s: str, k: int, log: IssueLog, issues: list[str]) -> tuple[int, Box | None] | None:
     """The ``<box>..</box>`` at ``k``: ``(end, box or None)`` or None when it is not one."""
     e = s.find("<", k + len(_BOX))
     if e < 0:
@@ -39,7 +40,7 @@ def _read_box(s: str, k: int, log: IssueLog, issues: list[str]):
         return None
     body = s[k + len(_BOX):e]
     nums: list[str] = []
-    cur = []
+    cur: list[str] = []
     for ch in body:
         if "0" <= ch <= "9":
             cur.append(ch)
@@ -84,8 +85,8 @@ class QwenVL(BoxFormat):
         _check_text(phrase, "<>", "Qwen-VL")
         return f"{_REF}{phrase}{_END_REF}{self.format_boxes(boxes)}"
 
-    def _boxes_after(self, s: str, i: int, log: IssueLog, issues: list[str]) -> tuple[int, list, bool]:
-        boxes = []
+    def _boxes_after(self, s: str, i: int, log: IssueLog, issues: list[str]) -> tuple[int, list[Box], bool]:
+        boxes: list[Box] = []
         found = False
         while True:
             j = i
