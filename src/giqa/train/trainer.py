@@ -282,7 +282,8 @@ def _save_final(trainer: Any, processor: Any, cfg: TrainConfig) -> Path:
     with staging as tmp:
         trainer.accelerator.wait_for_everyone()
         _write_final(trainer, processor, cfg, tmp, main)
-    trainer.accelerator.wait_for_everyone()
+        trainer.accelerator.wait_for_everyone()  # every process has written before the rename
+    trainer.accelerator.wait_for_everyone()  # and final/ exists for all of them afterwards
     return final
 
 
