@@ -49,6 +49,7 @@ __all__ = [
     "dumps",
     "exclusive_lock",
     "iter_jsonl",
+    "iter_jsonl_numbered",
     "read_jsonl",
     "remove_path",
     "repair_tail",
@@ -231,6 +232,15 @@ def iter_jsonl(
     With ``on_bad="item"`` a :class:`BadLine` takes a bad line's place. A missing file raises
     :class:`FileNotFoundError` unless ``missing_ok``. Memory: one line at a time.
     """
+    for _, value in iter_jsonl_numbered(path, on_bad=on_bad, objects=objects, missing_ok=missing_ok):
+        yield value
+
+
+def iter_jsonl_numbered(
+    path: PathLike, *, on_bad: OnBad = "raise", objects: bool = True, missing_ok: bool = False
+) -> Iterator[tuple[int, Any]]:
+    """:func:`iter_jsonl` with each value's 1-based line number: ``(line, value)`` (for readers
+    that name lines in their own errors, e.g. duplicate ids)."""
     p = Path(os.fspath(path))
     if missing_ok and not p.exists():
         return
@@ -243,13 +253,13 @@ def iter_jsonl(
                 continue
             value, problem = _decode(body, objects)
             if problem is None:
-                yield value
+                yield lineno, value
                 continue
             bad = BadLine(str(p), lineno, start, problem, body[:500].decode("utf-8", "replace"))
             if on_bad == "raise":
                 raise bad.error()
             if on_bad == "item":
-                yield bad
+                yield lineno, bad
 
 
 def read_jsonl(path: PathLike) -> Iterator[dict[str, Any]]:
