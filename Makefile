@@ -66,8 +66,8 @@ test-compat: $(COMPAT_STAMP) $(BENCH_VENV)/.giqa-installed
 # (BENCH_ARGS="--bench-rounds 1" for a smoke run; BENCH_ARGS="-k iou" selects). Scripts that are not
 # suites yet run after them; the GPU benchmarks (bench_paper_scale.py, bench_train_gpu.py) stay
 # scripts run by hand. benchmarks/RESULTS.md keeps the recorded tables and their commands.
-BENCH_SUITES := $(patsubst %,benchmarks/bench_%.py,geometry text pipeline detection train scaling)
-BENCH_SCRIPTS := scoring
+BENCH_SUITES := $(patsubst %,benchmarks/bench_%.py,geometry text pipeline detection train scaling scoring ptb)
+BENCH_SCRIPTS :=
 BENCH_ARGS ?=
 BENCH_FAIL ?=
 BENCH_PYTEST = $(PY) -m pytest $(BENCH_SUITES) -p no:cacheprovider --benchmark-only \
