@@ -9,11 +9,18 @@ Run: ``.venv/bin/python benchmarks/bench_ptb.py`` (``--per-slice 1600 --seeds 0 
    hypothesis / reference) and their difference; the maximum difference over slices.
 2. Speed on the same corpus and on the descriptions of the 100,000-item scoring benchmark
    (``bench_scoring.make_bench``): the port (cold chunk cache) against one JVM run.
+
+It is also a pytest-benchmark suite (``make bench``, ``benchmarks/conftest.py``): group ``PTB
+differential corpus`` tokenises 200 sentences per slice (2,600, seed 0) with the port from a
+cold chunk cache and with the Java PTBTokenizer pycocoevalcap runs (one JVM a round; skipped
+without ``java``); the agreement rate and the maximum per-slice BLEU-4 difference are in the
+Java benchmark's ``extra_info``. Rounds are bounded (``--bench-rounds``).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import time
@@ -106,6 +113,43 @@ def main() -> None:
         print("java or pycocoevalcap's jar is missing: no agreement figures\n")
     speed()
     print(f"(load average at the end: {os.getloadavg()[0]:.1f})")
+
+
+# -- pytest-benchmark suite -----------------------------------------------------------------------
+SUITE_PER_SLICE = 200
+CORPUS = f"PTB differential corpus, {SUITE_PER_SLICE} sentences per slice"
+
+
+@functools.cache
+def suite_corpus() -> list[tuple[str, str]]:
+    return make_corpus(SUITE_PER_SLICE, 0)
+
+
+def test_ptb_giqa_port(measure):
+    texts = [t for _, t in suite_corpus()]
+
+    def cold():  # each round from a cold chunk cache
+        _ptb_lexer._caches.clear()
+        return (texts,), {}
+
+    measure(CORPUS, ptb_tokenize_batch, rounds=3, warmup=0, setup=cold)
+    measure.info(sentences=f"{len(texts):,}", sentences_per_s=f"{len(texts) / measure.seconds:,.0f}", cache="cold")
+
+
+def test_ptb_java(measure):
+    import pytest
+
+    if not java_available():
+        pytest.skip("java or pycocoevalcap's jar is missing")
+    corpus = suite_corpus()
+    texts = [t for _, t in corpus]
+    java = measure(CORPUS, lambda: JavaPtbTokenizer().tokenize_batch(texts), rounds=2, warmup=0)
+    port = ptb_tokenize_batch(texts)
+    differ = sum(p != j for p, j in zip(port, java))
+    by_java, by_port = pairs(corpus, java), pairs(corpus, port)
+    max_diff = max(abs(coco_bleu_tokens(*by_java[n]).score - coco_bleu_tokens(*by_port[n]).score) for n in SLICES)
+    measure.info(sentences=f"{len(texts):,}", sentences_per_s=f"{len(texts) / measure.seconds:,.0f}",
+                 agreement=f"{1 - differ / len(texts):.5f}", differ=differ, max_bleu4_diff=f"{max_diff:.2e}")
 
 
 if __name__ == "__main__":

@@ -10,11 +10,19 @@ Run: ``.venv/bin/python benchmarks/bench_scoring.py`` (``--n 100000``). Prints M
 2. Corpus BLEU-4 on the *same tokens*: giqa vs ``nltk.translate.bleu_score.corpus_bleu`` and
    vs pycocoevalcap's ``Bleu`` scorer; tokenisation: giqa's port vs the Java PTBTokenizer
    pycocoevalcap runs (when ``java`` is on PATH).
+
+It is also a pytest-benchmark suite (``make bench``, ``benchmarks/conftest.py``) on a
+10,000-item bench (``SUITE_ITEMS``): group ``score`` (``score()`` with its defaults, items/s
+and the load in ``extra_info``), group ``corpus BLEU-4`` (giqa, nltk, pycocoevalcap on the
+same tokens; each peer's BLEU and its difference from giqa's in ``extra_info``) and group
+``PTB tokenisation`` (the port from a cold chunk cache vs pycocoevalcap's Java
+``PTBTokenizer``, skipped without ``java``). Rounds are bounded (``--bench-rounds``).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import os
 import random
@@ -198,6 +206,99 @@ def main() -> None:
         t_java, _ = timed(lambda: PTBTokenizer().tokenize({i: [{"caption": x}] for i, x in enumerate(texts)}), 1)
         print(f"| pycocoevalcap `PTBTokenizer` (Java subprocess) | {t_java:.2f} | {t_java / t_tok:.2f} |")
     print(f"\n(load average at the end: {os.getloadavg()[0]:.1f})")
+
+
+# -- pytest-benchmark suite -----------------------------------------------------------------------
+SUITE_ITEMS = 10_000
+SCORE, BLEU, TOKENS = f"score {SUITE_ITEMS:,} predictions, no judge", "corpus BLEU-4, same tokens", "PTB tokenisation"
+
+
+@functools.cache
+def suite_bench() -> tuple[list, list]:
+    return make_bench(SUITE_ITEMS)
+
+
+@functools.cache
+def suite_texts() -> tuple[list[str], list[str]]:
+    """``(hypotheses, references)``: the clean text of the suite bench's DES items."""
+    from giqa.bench.scoring import parse_prediction
+
+    gt, preds = suite_bench()
+    des = [(p["answer"], s.answer) for p, s in zip(preds, gt) if s.task.value == "des"]
+    return [parse_prediction(h).text for h, _ in des], [parse_prediction(r).text for _, r in des]
+
+
+@functools.cache
+def suite_tokens() -> tuple[list[list[str]], list[list[list[str]]]]:
+    hyps, refs = suite_texts()
+    return ptb_tokenize_batch(hyps), [[r] for r in ptb_tokenize_batch(refs)]
+
+
+def test_score_giqa(measure):
+    gt, preds = suite_bench()
+
+    def run():
+        out = score(preds, gt)
+        gc.collect(0)  # the young-generation pass over the report's objects (see main())
+        return out
+
+    rep = measure(SCORE, run, rounds=3)
+    assert rep.metrics["bleu4"] is not None and rep.metrics["des_miou"] is not None
+    measure.info(items_per_s=f"{SUITE_ITEMS / measure.seconds:,.0f}", tokenizer=rep.settings["tokenizer"],
+                 load=f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+
+
+def test_bleu_giqa(measure):
+    hyps, refs = suite_tokens()
+    out = measure(BLEU, lambda: coco_bleu_tokens(hyps, refs), rounds=5)
+    measure.info(bleu4=f"{out.score:.6f}", tokens=f"{sum(map(len, hyps)):,}")
+
+
+def test_bleu_nltk(measure):
+    from nltk.translate.bleu_score import corpus_bleu
+
+    hyps, refs = suite_tokens()
+    theirs = measure(BLEU, lambda: corpus_bleu(refs, hyps), rounds=3)
+    measure.info(bleu4=f"{theirs:.6f}", diff_from_giqa=f"{theirs - coco_bleu_tokens(hyps, refs).score:.1e}")
+
+
+def test_bleu_pycocoevalcap(measure):
+    from pycocoevalcap.bleu.bleu import Bleu
+
+    hyps, refs = suite_tokens()
+    gts = {i: [" ".join(r[0])] for i, r in enumerate(refs)}
+    res = {i: [" ".join(h)] for i, h in enumerate(hyps)}
+    coco, _ = measure(BLEU, lambda: Bleu(4).compute_score(gts, res, verbose=0), rounds=2, warmup=0)
+    measure.info(bleu4=f"{coco[3]:.6f}", diff_from_giqa=f"{coco[3] - coco_bleu_tokens(hyps, refs).score:.1e}")
+
+
+def test_tokenize_giqa_port(measure):
+    from giqa.bench import _ptb_lexer
+
+    hyps, _ = suite_texts()
+
+    def cold():  # each round from a cold chunk cache, as the first scoring run of a process
+        _ptb_lexer._caches.clear()
+        return (hyps,), {}
+
+    measure(TOKENS, ptb_tokenize_batch, rounds=3, warmup=0, setup=cold)
+    measure.info(texts=f"{len(hyps):,}", texts_per_s=f"{len(hyps) / measure.seconds:,.0f}", cache="cold")
+
+
+def test_tokenize_java_pycocoevalcap(measure):
+    import pytest
+
+    if not shutil.which("java"):
+        pytest.skip("java is not on PATH")
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+    hyps, _ = suite_texts()
+    captions = {i: [{"caption": x}] for i, x in enumerate(hyps)}
+    out = measure(TOKENS, lambda: PTBTokenizer().tokenize(captions), rounds=2, warmup=0)
+    port = ptb_tokenize_batch(hyps)
+    same = sum(out[i][0].split() == port[i] for i in range(len(hyps)))
+    measure.info(texts=f"{len(hyps):,}", texts_per_s=f"{len(hyps) / measure.seconds:,.0f}",
+                 same_tokens_as_port=f"{same / len(hyps):.5f}")
 
 
 if __name__ == "__main__":

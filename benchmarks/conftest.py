@@ -14,8 +14,9 @@ Run from the repository root (``make bench`` does this with ``--benchmark-save``
     .venv/bin/python -m pytest benchmarks/bench_geometry.py -k iou
 
 ``benchmarks/`` is outside ``tests/``, so ``make test`` never collects these. The GPU
-benchmarks (``bench_paper_scale.py``, ``bench_train_gpu.py``) and ``bench_scoring.py`` are
-scripts, not collected here.
+benchmarks (``bench_paper_scale.py``, ``bench_train_gpu.py``) are scripts, not collected here;
+``bench_scoring.py`` and ``bench_ptb.py`` are suites and scripts (``python benchmarks/bench_scoring.py``
+prints the tables recorded in ``benchmarks/results/bench.md``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from __future__ import annotations
 import pytest
 
 # The suites (files named bench_*.py are collected when the directory is given, not only by name).
-SUITES = {"bench_geometry", "bench_text", "bench_pipeline", "bench_detection", "bench_train", "bench_scaling"}
+SUITES = {"bench_geometry", "bench_text", "bench_pipeline", "bench_detection", "bench_train", "bench_scaling",
+          "bench_scoring", "bench_ptb"}
 
 
 def pytest_addoption(parser) -> None:

@@ -228,3 +228,19 @@ def test_yes_no_fallback_asks_the_judge_only_for_unknowns():
     assert r.metrics["acc_y"] == 1.0  # y2 read as "no", which is right
     with pytest.raises(ValueError, match="needs a judge"):
         score(PREDS, _bench(), yes_no_fallback=True)
+
+
+def test_malformed_jsonl_names_the_line(tmp_path):
+    from giqa.bench import read_predictions
+
+    good = '{"id": "d1", "answer": "a"}\n'
+    for bad, why in (("{nope\n", "not valid JSON"), ("[1, 2]\n", "not a JSON object"), (b"\xff\n", "not valid UTF-8"),
+                     ('{"id": "d2"}\n', "needs a string 'id' and a string 'answer'")):
+        p = tmp_path / "preds.jsonl"
+        p.write_bytes(b"\xef\xbb\xbf" + good.encode() + b"\n" + (bad if isinstance(bad, bytes) else bad.encode()))
+        with pytest.raises(ParseError, match=f"preds.jsonl: line 3: .*{why}"):
+            read_predictions(p)
+    p.write_text(good + "\n" + good.replace("d1", "d2"))
+    assert [(x.id, x.line) for x in read_predictions(p)] == [("d1", 1), ("d2", 3)]
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        read_predictions(tmp_path / "missing.jsonl")

@@ -54,7 +54,7 @@ def _ngram_counts(words: Sequence[str], n: int) -> list[Counter]:
     """One Counter per order 1..n (unigrams as str, higher orders as tuples)."""
     out: list[Counter] = [Counter(words)]
     for k in range(2, n + 1):
-        out.append(Counter(zip(*(words[i:] for i in range(k)))))  # type: ignore[arg-type]
+        out.append(Counter(zip(*(words[i:] for i in range(k)))))
     return out
 
 

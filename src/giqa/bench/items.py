@@ -8,11 +8,11 @@ grounded syntax on the sample's grid. Duplicate ids are an input error naming th
 
 from __future__ import annotations
 
-import json
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, NamedTuple, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, NamedTuple, Optional, Sequence, Union
 
 from giqa.bench.detect import detect_format, markup_formats
 from giqa.bench.grounding import Instance, ItemGrounding
@@ -88,20 +88,14 @@ class ScoredItem:
 
 # -- reading ----------------------------------------------------------------------------------
 def _jsonl(path: Union[str, Path]) -> Iterable[tuple[int, dict[str, Any]]]:
+    """``(line number, object)`` of a JSONL input (:func:`giqa.data.io.iter_jsonl_numbered`:
+    a line that is not UTF-8, JSON or an object is a :class:`ParseError` naming its line)."""
+    from giqa.data.io import iter_jsonl_numbered
+
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"no such file: {p}")
-    with p.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except ValueError as exc:
-                raise ParseError(f"{p}:{lineno}: not JSON ({exc})") from exc
-            if not isinstance(rec, dict):
-                raise ParseError(f"{p}:{lineno}: expected a JSON object")
-            yield lineno, rec
+    return iter_jsonl_numbered(p, on_bad="raise")
 
 
 def read_bench(path: Union[str, Path]) -> list[Sample]:
@@ -112,7 +106,7 @@ def read_bench(path: Union[str, Path]) -> list[Sample]:
         try:
             s = Sample.model_validate(rec)
         except ValueError as exc:
-            raise ParseError(f"{path}:{lineno}: not a Sample: {exc}") from exc
+            raise ParseError(f"{path}: line {lineno}: not a Sample: {exc}") from exc
         if s.id in seen:
             raise ParseError(f"{path}: the id {s.id!r} appears twice (lines {seen[s.id]} and {lineno})")
         seen[s.id] = lineno
@@ -127,7 +121,7 @@ def read_predictions(path: Union[str, Path]) -> list[Prediction]:
     for lineno, rec in _jsonl(path):
         pid, ans = rec.get("id"), rec.get("answer")
         if not isinstance(pid, (str, int)) or isinstance(pid, bool) or not isinstance(ans, str):
-            raise ParseError(f"{path}:{lineno}: a prediction needs a string 'id' and a string 'answer'")
+            raise ParseError(f"{path}: line {lineno}: a prediction needs a string 'id' and a string 'answer'")
         model = rec.get("model")
         out.append(Prediction(str(pid), ans, model if isinstance(model, str) else None, lineno))
     return out

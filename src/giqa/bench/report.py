@@ -13,13 +13,13 @@ import csv
 import io
 import json
 import math
-import os
 from collections import UserList
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
 
 from giqa.bench.bootstrap import GROUNDING_EXTRA, METRICS
+from giqa.data.io import atomic_target, write_jsonl_atomic, write_text_atomic
 
 __all__ = [
     "BenchReport", "LazyRows", "table5_markdown", "table5_csv", "radar_chart", "write_reports", "compare_reports",
@@ -57,7 +57,7 @@ class LazyRows(UserList):
         self._rows: Optional[list] = None
 
     @property
-    def data(self) -> list:  # type: ignore[override]
+    def data(self) -> list:
         if self._rows is None:
             self._rows = self._make() if self._make is not None else []
             self._make = None
@@ -346,10 +346,8 @@ def radar_chart(reports: Sequence[BenchReport], path: Union[str, Path], *, title
         ax.set_title(title + " (all axes 0-100: mIoU, Tag-Recall and accuracies x 100)", fontsize=10)
         ax.legend(loc="upper right", bbox_to_anchor=(1.35, 1.12), fontsize=8)
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".incomplete")
-        fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
-        os.replace(tmp, path)
+        with atomic_target(path) as tmp:
+            fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
     finally:
         plt.close(fig)
     return path
@@ -360,12 +358,6 @@ def _radar_value(v: Optional[float], key: str) -> float:
     if v is None:
         return float("nan")
     return v if key in ("bleu4", "llm_score") else v * 100
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".incomplete")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def write_reports(
@@ -381,12 +373,12 @@ def write_reports(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"md": out / "report.md", "csv": out / "report.csv", "json": out / "report.json"}
-    _atomic_write(paths["md"], table5_markdown(reports, comparisons=comparisons))
-    _atomic_write(paths["csv"], table5_csv(reports))
-    _atomic_write(paths["json"], json.dumps([r.to_dict() for r in reports], indent=2, ensure_ascii=False) + "\n")
+    write_text_atomic(paths["md"], table5_markdown(reports, comparisons=comparisons))
+    write_text_atomic(paths["csv"], table5_csv(reports))
+    write_text_atomic(paths["json"], json.dumps([r.to_dict() for r in reports], indent=2, ensure_ascii=False) + "\n")
     if comparisons:
         paths["comparisons"] = out / "comparisons.json"
-        _atomic_write(paths["comparisons"], json.dumps(list(comparisons), indent=2, ensure_ascii=False) + "\n")
+        write_text_atomic(paths["comparisons"], json.dumps(list(comparisons), indent=2, ensure_ascii=False) + "\n")
     used: set[str] = set()
     for r in reports:
         if r.reference:
@@ -396,7 +388,7 @@ def write_reports(
             safe += "_"
         used.add(safe)
         p = out / f"per_sample.{safe}.jsonl"
-        _atomic_write(p, "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in r.per_sample))
+        write_jsonl_atomic(p, r.per_sample)
         paths[f"per_sample:{r.name}"] = p
     if radar:
         paths["png"] = radar_chart(reports, out / "radar.png")

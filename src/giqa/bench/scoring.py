@@ -134,39 +134,77 @@ def _gc_paused() -> Iterator[None]:
 
 
 def _score(predictions: Any, ground_truth: Any, opts: _Options) -> BenchReport:
-    gt = read_bench(ground_truth) if isinstance(ground_truth, (str, Path)) else list(ground_truth)
-    preds = as_predictions(predictions)
-    by_id = index_predictions(preds, str(predictions) if isinstance(predictions, (str, Path)) else "predictions")
-    _check_unique_bench(gt)
+    """The scoring run: read, parse, evaluate each item, aggregate, report."""
+    gt, preds, by_id = _read_inputs(predictions, ground_truth)
     notes: list[str] = []
-    des = build_items([s for s in gt if s.task is Task.des], by_id, opts.fmt, notes)
-    pending = _start_tokenizing(des, opts)  # the JVM runs while the rest is computed
-    vqa = build_items([s for s in gt if s.task is Task.vqa], by_id, opts.fmt, notes)
-    order = {s.id: k for k, s in enumerate(gt)}
-    items = sorted(des + vqa, key=lambda it: order[it.sample.id])  # bench order
+    des, vqa, pending = _build_scored_items(gt, by_id, opts, notes)
+    items = _in_bench_order(gt, des + vqa)
     warn_other_markup(items, opts.fmt, notes)
-    _ground(items, opts.embedder)
-    _read_yes_no(vqa)
-    if opts.judge is not None:
-        _judge(opts.judge, des, vqa, opts.yes_no_fallback)
+    _evaluate_items(items, des, vqa, opts)
     stats, tok_name = _bleu_stats(pending, notes)
     des_arr = _des_arrays(des, stats) if des else None
     vqa_arr = _vqa_arrays(vqa, opts.judge is not None) if vqa else None
     metrics = _metrics(des_arr, vqa_arr, des, opts)
+    ci = _confidence_intervals(des_arr, vqa_arr, opts, notes)
+    _summary_notes(items, by_id, gt, opts, notes)
+    formats = format_counts(items)
+    return BenchReport(
+        name=_report_name(opts, preds), metrics=metrics, ci=ci, counts=_counts(items, by_id, gt, formats),
+        per_sample=LazyRows(lambda: [it.row() for it in items]), settings=_settings(opts, tok_name, formats),
+        notes=notes, breakdown=vqa_breakdown(items),
+        provenance=_provenance(predictions, preds, ground_truth, gt, opts, tok_name),
+        components={k: components(a) for k, a in (("des", des_arr), ("vqa", vqa_arr)) if a is not None},
+    )
+
+
+def _read_inputs(predictions: Any, ground_truth: Any) -> tuple[list[Sample], list[Prediction], dict[str, Prediction]]:
+    """``(bench samples, predictions, id -> prediction)``; duplicate ids are input errors."""
+    gt = read_bench(ground_truth) if isinstance(ground_truth, (str, Path)) else list(ground_truth)
+    preds = as_predictions(predictions)
+    by_id = index_predictions(preds, str(predictions) if isinstance(predictions, (str, Path)) else "predictions")
+    _check_unique_bench(gt)
+    return gt, preds, by_id
+
+
+def _build_scored_items(
+    gt: Sequence[Sample], by_id: dict[str, Prediction], opts: _Options, notes: list[str]
+) -> tuple[list[ScoredItem], list[ScoredItem], Optional[Future]]:
+    """``(DES items, VQA items, pending BLEU statistics)``: the DES items' tokenisation starts
+    as soon as they are parsed, so the JVM runs while the VQA items are parsed."""
+    des = build_items([s for s in gt if s.task is Task.des], by_id, opts.fmt, notes)
+    pending = _start_tokenizing(des, opts)
+    vqa = build_items([s for s in gt if s.task is Task.vqa], by_id, opts.fmt, notes)
+    return des, vqa, pending
+
+
+def _in_bench_order(gt: Sequence[Sample], items: list[ScoredItem]) -> list[ScoredItem]:
+    order = {s.id: k for k, s in enumerate(gt)}
+    return sorted(items, key=lambda it: order[it.sample.id])
+
+
+def _evaluate_items(items: Sequence[ScoredItem], des: Sequence[ScoredItem], vqa: Sequence[ScoredItem],
+                    opts: _Options) -> None:
+    """Fill each item's grounding, Yes/No reading and (with a judge) judge scores."""
+    _ground(items, opts.embedder)
+    _read_yes_no(vqa)
+    if opts.judge is not None:
+        _judge(opts.judge, des, vqa, opts.yes_no_fallback)
+
+
+def _confidence_intervals(des_arr: Optional[DesArrays], vqa_arr: Optional[VqaArrays], opts: _Options,
+                          notes: list[str]) -> dict[str, tuple[float, float]]:
+    """Bootstrap intervals of the metrics (none for BLEU that sacrebleu computes)."""
     ci = bootstrap_cis(des_arr, vqa_arr, n_boot=opts.n_boot, seed=opts.seed)
     if opts.bleu_flavour != "coco":
         ci.pop("bleu4", None)
         notes.append("no bootstrap interval for sacrebleu-13a BLEU (computed by sacrebleu)")
-    _summary_notes(items, by_id, gt, opts, notes)
+    return ci
+
+
+def _report_name(opts: _Options, preds: Sequence[Prediction]) -> str:
+    """``name``, else the predictions' one ``model`` field, else ``"model"``."""
     model_names = {p.model for p in preds if p.model}
-    formats = format_counts(items)
-    return BenchReport(
-        name=opts.name or (next(iter(model_names)) if len(model_names) == 1 else "model"),
-        metrics=metrics, ci=ci, counts=_counts(items, by_id, gt, formats), per_sample=LazyRows(lambda: [it.row() for it in items]),
-        settings=_settings(opts, tok_name, formats), notes=notes, breakdown=vqa_breakdown(items),
-        provenance=_provenance(predictions, preds, ground_truth, gt, opts, tok_name),
-        components={k: components(a) for k, a in (("des", des_arr), ("vqa", vqa_arr)) if a is not None},
-    )
+    return opts.name or (next(iter(model_names)) if len(model_names) == 1 else "model")
 
 
 def _check_unique_bench(gt: Sequence[Sample]) -> None:
