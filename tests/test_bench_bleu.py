@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 import random
 import shutil
@@ -204,3 +205,27 @@ def test_sacrebleu_flavour_is_labelled_and_matches_sacrebleu():
     assert got.flavour == "sacrebleu-13a"
     assert got.score == pytest.approx(expected.score / 100, rel=1e-9)
     assert got.score != pytest.approx(bleu(hyps, refs).score, rel=1e-3)
+
+
+@pytest.mark.parametrize("key_limit", [1 << 62, 1 << 34, 1 << 32])  # none, one, two renumberings
+def test_corpus_counting_equals_per_item_counting(monkeypatch, key_limit):
+    """The vectorised one-reference statistics equal per-item Counters, also when n-gram codes
+    must be renumbered to fit int64 keys (forced here by a small key limit)."""
+    import numpy as np
+
+    b = importlib.import_module("giqa.bench.bleu")  # the module (giqa.bench.bleu is also a function)
+
+    rng = random.Random(7)
+    words = [f"w{i}" for i in range(300)]
+    hyps = [[rng.choice(words[: rng.randint(2, 300)]) for _ in range(rng.randint(0, 30))] for _ in range(400)]
+    refs = [[[rng.choice(words) for _ in range(rng.randint(1, 30))]] for _ in range(400)]
+    refs[:50] = [[h[: len(h) // 2] + ["x"] + h[len(h) // 2 :]] for h in hyps[:50]]  # long shared n-grams
+    expected = b._stats_per_item(hyps, refs, 4)
+    monkeypatch.setattr(b, "_KEY_LIMIT", key_limit)
+    calls = []
+    renumber = b._renumber_codes
+    monkeypatch.setattr(b, "_renumber_codes", lambda sides: calls.append(1) or renumber(sides))
+    got = b._single_ref_stats(hyps, refs, 4)
+    assert got is not None and np.array_equal(got, expected)
+    assert len(calls) == {1 << 62: 0, 1 << 34: 1, 1 << 32: 2}[key_limit]
+    assert expected[:, 9].sum() > 0  # 4-gram matches exist

@@ -3,6 +3,7 @@ the Java runner's batches, and the port's linear time on adversarial text."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from giqa.bench import bleu, score
@@ -69,6 +70,61 @@ def test_a_failing_java_run_falls_back_with_a_note(monkeypatch):
     monkeypatch.setattr(t, "get_tokenizer", lambda kind="auto": Broken() if kind == "auto" else PortTokenizer())
     toks, name, notes = tokenize_batches([["the dog."]], "auto")
     assert toks == [[["the", "dog"]]] and name == PORT_NAME and "JVM crashed" in notes[0]
+
+
+def test_a_failing_java_run_falls_back_with_a_note_in_scoring_statistics(monkeypatch):
+    from giqa.bench.bleu import coco_bleu_stats
+
+    class BrokenIds:
+        name = "broken java"
+
+        def id_batches(self, batches):
+            raise BackendError("JVM crashed")
+
+        tokenize_batches = id_batches
+
+    import giqa.bench.tokenizers as t
+
+    with pytest.raises(BackendError):
+        coco_bleu_stats(["the dog ."], ["the dog ."], BrokenIds())
+    monkeypatch.setattr(t, "get_tokenizer", lambda kind="auto": BrokenIds() if kind == "auto" else PortTokenizer())
+    stats, name, notes = coco_bleu_stats(["the dog ."], ["the dog ."], "auto")
+    assert name == PORT_NAME and "JVM crashed" in notes[0]
+    assert stats[0].tolist() == [2, 2, 2, 1, 0, 0, 2, 1, 0, 0]  # "the dog": 2 words, punctuation gone
+
+
+# Raw tokeniser output lines (lower case, space-separated) that take each branch of coco_ids:
+# ASCII lines (punctuation dropped by id), a no-break space inside a token (split after the
+# punctuation filter, so a "." piece stays), other non-ASCII and control characters, empty lines.
+RAW_LINES = [
+    ["the sky is blue .", "", "-- ... ; `` '' ` ' ! ? , : -", "1\xa0. x .", "caf\u00e9 , au lait", "a\tb , c", "-lrb- x -rrb-"],
+    ["the sky .", "1\xa0. y", "", "caf\u00e9 au lait .", "a\tb", "x", "-LRB- . -lrb-"],
+]
+
+
+def test_coco_ids_are_coco_words_as_ids():
+    from giqa.bench.bleu import bleu_stats, bleu_stats_from_ids
+    from giqa.bench.ptb import coco_ids, coco_words
+
+    _assert_ids_are_words(RAW_LINES, coco_ids, coco_words)
+    (r, h), vocab = coco_ids(RAW_LINES)
+    words = [[coco_words(line) for line in b] for b in RAW_LINES]
+    assert words[0][3] == ["1", ".", "x"]  # the no-break piece survives, the lone "." does not
+    stats = bleu_stats_from_ids(h[0], h[1], r[0], r[1], vocab)
+    assert np.array_equal(stats, bleu_stats(words[1], [[w] for w in words[0]]))
+    assert coco_ids([[], [""]])[0][0][1].size == 0
+
+
+def _assert_ids_are_words(raw, coco_ids, coco_words):
+    """Each batch's ids spell coco_words of its lines, with one vocabulary for all batches."""
+    batches, _ = coco_ids(raw)
+    word_of: dict = {}
+    id_of: dict = {}
+    for (ids, lens), lines in zip(batches, raw):
+        words = [coco_words(line) for line in lines]
+        assert lens.tolist() == [len(w) for w in words]
+        for i, w in zip(ids.tolist(), [w for ws in words for w in ws]):
+            assert word_of.setdefault(i, w) == w and id_of.setdefault(w, i) == i
 
 
 def _build(pattern: str, size: int) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from giqa.bench.bleu import coco_bleu_tokens
@@ -134,3 +135,22 @@ def test_single_texts_end_at_their_own_end_of_file(corpus):
     assert java.jvm_runs == 1
     for t, (j,) in zip(texts, raw):
         assert ptb_tokenize(t) == j, t
+
+
+@needs_java
+def test_scoring_fast_path_equals_the_word_path_on_java_output(corpus):
+    """Scoring's BLEU statistics from Java output as ids (coco_ids) equal those from words."""
+    from giqa.bench.bleu import bleu_stats, bleu_stats_from_ids
+    from giqa.bench.ptb import coco_ids, coco_words, one_line
+    from giqa.bench.ptb_java import JavaPtbTokenizer
+
+    texts = [t for _, t in corpus]
+    half = len(texts) // 2
+    raw = JavaPtbTokenizer().raw_batches([[one_line(t) for t in b] for b in (texts[:half], texts[half : 2 * half])])
+    (r, h), vocab = coco_ids(raw)
+    words = [[coco_words(line) for line in b] for b in raw]
+    for (_, lens), ws in zip((r, h), words):
+        assert lens.tolist() == [len(w) for w in ws]
+    stats = bleu_stats_from_ids(h[0], h[1], r[0], r[1], vocab)
+    assert np.array_equal(stats, bleu_stats(words[1], [[w] for w in words[0]]))
+    assert stats[:, 6:].sum() > 0  # real matches were counted

@@ -18,12 +18,12 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import Literal, Optional, Sequence, Union
+from typing import Any, Literal, Optional, Sequence, Union
 
 import numpy as np
 
 
-__all__ = ["BleuResult", "bleu", "coco_bleu_tokens", "bleu_stats", "bleu_from_stats", "FLAVOURS"]
+__all__ = ["BleuResult", "bleu", "coco_bleu_tokens", "bleu_stats", "bleu_stats_from_ids", "coco_bleu_stats", "bleu_from_stats", "FLAVOURS"]
 
 Flavour = Literal["coco", "sacrebleu-13a"]
 FLAVOURS = ("coco", "sacrebleu-13a")
@@ -111,14 +111,8 @@ def _distinct_counts(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _single_ref_stats(hyps: Sequence[Sequence[str]], refs: Sequence[Sequence[Sequence[str]]], n: int) -> Optional[np.ndarray]:
-    """:func:`bleu_stats` for exactly one reference per item, vectorised over the corpus.
-
-    Tokens become dense ids ``< V``; the n-gram of order ``k`` starting at a token is the
-    integer ``sum(id_j * V**(k-1-j))`` and is keyed by ``item * V**k + code``, so sorting the
-    keys of each side counts every (item, n-gram) at once; clipped matches are the minimum of
-    the two sides' counts where a key occurs in both. Returns None when a key could exceed
-    int64 (huge vocabularies or corpora): the caller then counts per item.
-    """
+    """:func:`bleu_stats` for exactly one reference per item: tokens become dense ids, then
+    :func:`bleu_stats_from_ids` counts the corpus at once."""
     size = len(hyps)
     first = [rs[0] for rs in refs]
     h_len = np.fromiter(map(len, hyps), np.int64, size)
@@ -128,20 +122,43 @@ def _single_ref_stats(hyps: Sequence[Sequence[str]], refs: Sequence[Sequence[Seq
     tokens.extend(chain.from_iterable(first))
     index = {t: i for i, t in enumerate(dict.fromkeys(tokens))}
     vocab = max(len(index), 1)
-    if (size + 1) * vocab ** n >= _KEY_LIMIT:
-        return None
     ids = np.fromiter(map(index.__getitem__, tokens), np.int64, len(tokens))
+    return bleu_stats_from_ids(ids[:n_h], h_len, ids[n_h:], r_len, vocab, n)
+
+
+def bleu_stats_from_ids(h_ids: np.ndarray, h_len: np.ndarray, r_ids: np.ndarray, r_len: np.ndarray,
+                        vocab: int, n: int = 4) -> Optional[np.ndarray]:
+    """:func:`bleu_stats` (one reference per item) on token ids, vectorised over the corpus.
+
+    ``h_ids`` / ``r_ids``: int64 ids ``< vocab`` of all hypothesis / reference tokens, item
+    after item; ``h_len`` / ``r_len``: ``(N,)`` tokens per item. The n-gram of order ``k``
+    starting at a token is the integer ``sum(id_j * V**(k-1-j))`` and is keyed by
+    ``item * V**k + code``, so sorting the keys of each side counts every (item, n-gram) at
+    once; clipped matches are the minimum of the two sides' counts where a key occurs in both.
+    When such keys could exceed int64 (large vocabularies: ``N * V**k`` over 2**62), the codes
+    of the previous order are first renumbered densely (``np.unique``), so they stay below the
+    number of n-grams. Returns None only if even that could overflow (the caller then counts
+    per item).
+    """
+    size = len(h_len)
+    vocab = max(int(vocab), 1)
+    if (size + 1) * vocab >= _KEY_LIMIT:
+        return None
     out = np.zeros((size, 2 + 2 * n), dtype=np.float64)
     out[:, 0] = h_len
     out[:, 1] = r_len  # the closest reference length: the only one
     sides = []
-    for side_ids, lens in ((ids[:n_h], h_len), (ids[n_h:], r_len)):
+    for side_ids, lens in ((h_ids, h_len), (r_ids, r_len)):
         item = np.repeat(np.arange(size, dtype=np.int64), lens)
         left = np.repeat(np.cumsum(lens), lens) - np.arange(side_ids.size, dtype=np.int64)  # tokens to sentence end
         sides.append([side_ids, item, left, side_ids])  # [ids, item, left, codes of the order]
     span = vocab  # codes of the current order lie in [0, span)
     for k in range(1, n + 1):
         if k > 1:
+            if (size + 1) * span * vocab >= _KEY_LIMIT:
+                span = _renumber_codes(sides)
+                if (size + 1) * span * vocab >= _KEY_LIMIT:
+                    return None
             for side in sides:
                 side[3] = side[3][:-1] * vocab + side[0][k - 1:]
             span *= vocab
@@ -157,6 +174,48 @@ def _single_ref_stats(hyps: Sequence[Sequence[str]], refs: Sequence[Sequence[Seq
             clipped = np.minimum(h_counts[hit], r_counts[j[hit]])
             out[:, 1 + n + k] = np.bincount(h_keys[hit] // span, weights=clipped, minlength=size)
     return out
+
+
+def _renumber_codes(sides: list[list[np.ndarray]]) -> int:
+    """Replace both sides' n-gram codes (``side[3]``) by dense ranks ``< D``, the same code
+    for the same n-gram on either side; returns ``D``, the number of distinct codes."""
+    h_codes, r_codes = sides[0][3], sides[1][3]
+    distinct, dense = np.unique(np.concatenate((h_codes, r_codes)), return_inverse=True)
+    dense = dense.reshape(-1).astype(np.int64, copy=False)
+    sides[0][3], sides[1][3] = dense[: h_codes.size], dense[h_codes.size :]
+    return max(int(distinct.size), 1)
+
+
+def coco_bleu_stats(
+    hyps: Sequence[str], refs: Sequence[str], kind: Union[str, Any] = "auto", n: int = 4
+) -> tuple[np.ndarray, str, list[str]]:
+    """``(stats, tokeniser name, notes)``: pycocoevalcap's per-item BLEU statistics
+    (:func:`bleu_stats`, ``(N, 2 + 2n)``) of raw texts with one reference each, tokenised as
+    two batches (the references, then the hypotheses) as in
+    :func:`giqa.bench.tokenizers.tokenize_batches` (same fallback and notes). A tokeniser
+    with ``id_batches`` (the Java one) hands over token ids instead of word lists
+    (:func:`giqa.bench.ptb.coco_ids`): the same numbers with less Python work.
+    """
+    from giqa.bench.tokenizers import get_tokenizer, port_after_failure, tokenize_batches
+    from giqa.errors import BackendError
+
+    batches = [list(refs), list(hyps)]
+    tok = get_tokenizer(kind)
+    if hasattr(tok, "id_batches"):
+        try:
+            ((r_ids, r_len), (h_ids, h_len)), vocab = tok.id_batches(batches)
+        except BackendError as exc:
+            if kind != "auto":
+                raise
+            (ref_toks, hyp_toks), name, notes = port_after_failure(exc, batches)
+        else:
+            stats = bleu_stats_from_ids(h_ids, h_len, r_ids, r_len, vocab, n)
+            if stats is not None:
+                return stats, tok.name, []
+            (ref_toks, hyp_toks), name, notes = tokenize_batches(batches, tok)  # keys too big for int64
+    else:
+        (ref_toks, hyp_toks), name, notes = tokenize_batches(batches, tok)
+    return bleu_stats(hyp_toks, [[r] for r in ref_toks], n), name, notes
 
 
 def bleu_from_stats(stats: np.ndarray, n: int = 4) -> tuple[float, tuple[float, ...], float]:

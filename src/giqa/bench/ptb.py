@@ -20,9 +20,11 @@ token of a caption is tokenised seeing the start of the next caption of the batc
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections import defaultdict
+from itertools import count
+from typing import Any, Sequence
 
-__all__ = ["PUNCTUATIONS", "ptb_tokenize", "ptb_tokenize_batch", "one_line", "coco_words", "PORT_NAME"]
+__all__ = ["PUNCTUATIONS", "ptb_tokenize", "ptb_tokenize_batch", "one_line", "coco_words", "coco_ids", "PORT_NAME"]
 
 #: Tokens pycocoevalcap removes after tokenising (note: upper-case bracket names only).
 PUNCTUATIONS = frozenset(
@@ -43,6 +45,8 @@ _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 def one_line(text: str) -> str:
     """``text`` as one line of the tokeniser's input (see the module notes)."""
+    if text.isascii() and text.isprintable():  # no line break, no surrogate
+        return text
     text = _LINE_BREAKS.sub(" ", text)
     if _LONE_SURROGATE.search(text):
         text = _LONE_SURROGATE.sub("\ufffd", text)
@@ -55,6 +59,48 @@ def coco_words(line: str) -> list[str]:
     if line.isascii() and line.isprintable():  # only " " separates: filtering and splitting commute
         return [w for w in line.split() if w not in PUNCTUATIONS]
     return " ".join([w for w in line.rstrip().split(" ") if w not in PUNCTUATIONS]).split()
+
+
+#: Separates lines in :func:`coco_ids`' joined text: not printable, so in no fast-path line.
+_LINE_MARK = "\x01"
+
+
+def coco_ids(batches: Sequence[Sequence[str]]) -> tuple[list[tuple[Any, Any]], int]:
+    """:func:`coco_words` of every line of tokeniser output, as dense token ids.
+
+    Returns ``([(ids, lens) per batch], V)``: ``ids`` the int64 ids (``< V``, one vocabulary
+    for all batches) of the batch's words, line after line, and ``lens`` the ``(L,)`` words
+    per line, i.e. the input of :func:`giqa.bench.bleu.bleu_stats_from_ids`. The same words
+    as ``coco_words`` line by line, without a Python list per line: the lines are joined and
+    split once, and punctuation and line marks are dropped by id. (For 80,000 lines of a
+    100,000-item bench: about a third of the time of ``coco_words`` plus building ids.)
+    """
+    import numpy as np
+
+    texts, fast = [], []
+    for lines in batches:
+        parts, flags = [], np.ones(len(lines), dtype=bool)
+        for k, line in enumerate(lines):
+            if not (line.isascii() and line.isprintable()):
+                line = " ".join(coco_words(line))  # filtered already; its words hold no mark
+                flags[k] = False
+                if _LINE_MARK in line:
+                    raise ValueError("tokeniser output holds a \\x01 character")
+            parts.append(line)
+        texts.append(f" {_LINE_MARK} ".join(parts).split())
+        fast.append(flags)
+    index: defaultdict[str, int] = defaultdict(count().__next__)  # a new word gets the next id
+    mark_id = index[_LINE_MARK]
+    ids_of = [np.fromiter(map(index.__getitem__, words), np.int64, len(words)) for words in texts]
+    punct = np.array([index[p] for p in PUNCTUATIONS if p in index], dtype=np.int64)
+    out = []
+    for ids, flags in zip(ids_of, fast):
+        mark = ids == mark_id
+        line_of = np.cumsum(mark)  # the line of each word (a mark counts to the next line)
+        drop = mark | (np.isin(ids, punct) & flags[np.minimum(line_of, len(flags) - 1)]) if len(flags) else mark
+        keep = ~drop
+        out.append((ids[keep], np.bincount(line_of[keep], minlength=len(flags)).astype(np.int64)))
+    return out, len(index)
 
 
 def _coco_post(tokens: list) -> tuple:

@@ -29,7 +29,7 @@ from typing import Any, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
-from giqa.bench.bleu import FLAVOURS, bleu as corpus_bleu, bleu_stats
+from giqa.bench.bleu import FLAVOURS, bleu as corpus_bleu
 from giqa.bench.bootstrap import DesArrays, VqaArrays, bootstrap_cis, components, metrics_from_sums
 from giqa.bench.breakdown import vqa_breakdown
 from giqa.bench.grounding import match_items
@@ -226,13 +226,12 @@ def _start_tokenizing(des: Sequence[ScoredItem], opts: _Options) -> Optional[Fut
         return None
     from concurrent.futures import ThreadPoolExecutor
 
-    from giqa.bench.tokenizers import tokenize_batches
+    from giqa.bench.bleu import coco_bleu_stats
 
-    batches = [[it.reference for it in des], [it.clean for it in des]]
+    refs, hyps = [it.reference for it in des], [it.clean for it in des]
 
     def run() -> tuple[np.ndarray, str, list[str]]:
-        (refs, hyps), name, notes = tokenize_batches(batches, opts.tokenizer)
-        return bleu_stats(hyps, [[r] for r in refs]), name, notes
+        return coco_bleu_stats(hyps, refs, opts.tokenizer)
 
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="giqa-bleu")
     try:

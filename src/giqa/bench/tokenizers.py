@@ -16,7 +16,7 @@ from typing import Any, Sequence, Union
 from giqa.bench.ptb import PORT_NAME, ptb_tokenize_batch
 from giqa.errors import BackendError
 
-__all__ = ["TOKENIZERS", "PortTokenizer", "get_tokenizer", "tokenize_batches", "submit_tokenize"]
+__all__ = ["TOKENIZERS", "PortTokenizer", "get_tokenizer", "tokenize_batches", "port_after_failure", "submit_tokenize"]
 
 TOKENIZERS = ("auto", "java", "python")
 _log = logging.getLogger(__name__)
@@ -66,9 +66,15 @@ def tokenize_batches(
     except BackendError as exc:
         if kind != "auto":
             raise
-        _log.warning("Java PTB tokenizer failed (%s); using the Python port", exc)
-        port = PortTokenizer()
-        return port.tokenize_batches(batches), port.name, [f"Java PTB tokenizer failed ({exc}); used the Python port"]
+        return port_after_failure(exc, batches)
+
+
+def port_after_failure(exc: BackendError, batches: Sequence[Sequence[str]]) -> tuple[list[list[list[str]]], str, list[str]]:
+    """:func:`tokenize_batches`' answer when the Java run of ``"auto"`` failed: the port's
+    tokens, its name and a note saying why."""
+    _log.warning("Java PTB tokenizer failed (%s); using the Python port", exc)
+    port = PortTokenizer()
+    return port.tokenize_batches(batches), port.name, [f"Java PTB tokenizer failed ({exc}); used the Python port"]
 
 
 def submit_tokenize(batches: Sequence[Sequence[str]], kind: Union[str, Any] = "auto") -> "Future":
