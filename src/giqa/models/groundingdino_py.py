@@ -20,6 +20,7 @@ from pydantic import Field
 
 from giqa.errors import BackendError, GiqaError, require
 from giqa.models._hf import as_rgb_images, pick_device, torch_module
+from giqa.models.grounding_dino import _phrase_spans
 from giqa.models.protocols import Detection
 from giqa.models.settings import BackendSettings
 from giqa.types import Box
@@ -29,7 +30,6 @@ __all__ = ["GroundingDinoPySettings", "GroundingDinoPyDetector", "caption_of"]
 # groundingdino's own preprocessing (datasets/transforms.py as used by util/inference.load_image)
 _SIZE, _MAX_SIZE = 800, 1333
 _MEAN, _STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-_SEPARATORS = (101, 102, 1012, 1029)  # BERT [CLS], [SEP], ".", "?"
 
 
 class GroundingDinoPySettings(BackendSettings):
@@ -59,17 +59,7 @@ def caption_of(phrases: Sequence[str]) -> tuple[str, list[int]]:
 
 def _spans(ids: Sequence[int]) -> list[tuple[int, int]]:
     """``[start, end)`` token ranges between separator tokens, in order."""
-    spans, start = [], None
-    for pos, tok in enumerate(ids):
-        if tok in _SEPARATORS:
-            if start is not None:
-                spans.append((start, pos))
-                start = None
-        elif start is None:
-            start = pos
-    if start is not None:
-        spans.append((start, len(ids)))
-    return spans
+    return _phrase_spans(ids, [1] * len(ids))
 
 
 class GroundingDinoPyDetector:
