@@ -97,8 +97,7 @@ def coco_ids(batches: Sequence[Sequence[str]]) -> tuple[list[tuple[Any, Any]], i
     for ids, flags in zip(ids_of, fast):
         mark = ids == mark_id
         line_of = np.cumsum(mark)  # the line of each word (a mark counts to the next line)
-        drop = mark | (np.isin(ids, punct) & flags[np.minimum(line_of, len(flags) - 1)]) if len(flags) else mark
-        keep = ~drop
+        keep = ~(mark | (np.isin(ids, punct) & flags[line_of]))  # line_of < len(flags): one mark fewer than lines
         out.append((ids[keep], np.bincount(line_of[keep], minlength=len(flags)).astype(np.int64)))
     return out, len(index)
 

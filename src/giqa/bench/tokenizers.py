@@ -10,13 +10,12 @@ reason is returned as a note). Reports name the tokeniser that ran.
 from __future__ import annotations
 
 import logging
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Sequence, Union
 
 from giqa.bench.ptb import PORT_NAME, ptb_tokenize_batch
 from giqa.errors import BackendError
 
-__all__ = ["TOKENIZERS", "PortTokenizer", "get_tokenizer", "tokenize_batches", "port_after_failure", "submit_tokenize"]
+__all__ = ["TOKENIZERS", "PortTokenizer", "get_tokenizer", "tokenize_batches", "port_after_failure"]
 
 TOKENIZERS = ("auto", "java", "python")
 _log = logging.getLogger(__name__)
@@ -75,24 +74,3 @@ def port_after_failure(exc: BackendError, batches: Sequence[Sequence[str]]) -> t
     _log.warning("Java PTB tokenizer failed (%s); using the Python port", exc)
     port = PortTokenizer()
     return port.tokenize_batches(batches), port.name, [f"Java PTB tokenizer failed ({exc}); used the Python port"]
-
-
-def submit_tokenize(batches: Sequence[Sequence[str]], kind: Union[str, Any] = "auto") -> "Future":
-    """:func:`tokenize_batches` started now; ``.result()`` when the tokens are needed.
-
-    The Java tokeniser runs in its own process, so the caller's Python work overlaps it; the
-    port runs at once (in this thread: it needs the interpreter anyway).
-    """
-    tok = get_tokenizer(kind)
-    if isinstance(tok, PortTokenizer):
-        fut: Future = Future()
-        try:
-            fut.set_result(tokenize_batches(batches, tok))
-        except BaseException as exc:  # pragma: no cover - surfaced by .result()
-            fut.set_exception(exc)
-        return fut
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="giqa-ptb")
-    try:
-        return pool.submit(tokenize_batches, batches, kind if isinstance(kind, str) else tok)
-    finally:
-        pool.shutdown(wait=False)

@@ -75,7 +75,9 @@ class GroundingDinoSettings(HFSettings):
     log, exp) in float32. Measured (benchmarks/RESULTS.md, "Detector dtype"): weights cast to
     bfloat16 gave NaN boxes on random weights, while bfloat16 autocast moved boxes little but
     changed which proposals rank first; so the default stays float32, and
-    ``autocast="bfloat16"`` is the way to trade accuracy for speed. A pass whose outputs hold
+    ``autocast="bfloat16"`` is the way to trade accuracy for speed. Weights in bfloat16 or
+    float16 run under autocast in their own dtype (transformers 4.56's forward mixes float32
+    intermediates into it). A pass whose outputs hold
     NaN raises :class:`giqa.errors.BackendError` (never an empty result).
     """
 
