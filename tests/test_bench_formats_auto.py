@@ -8,6 +8,8 @@ import random
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from giqa.bench import detect_format, markup_formats, score
 from giqa.bench.detect import FORMATS
@@ -126,3 +128,24 @@ def test_spam_boxes_raise_recall_and_sink_precision():
     assert m0["des_box_precision"] > 0.3 and m0["des_box_recall"] is not None
     md = b.to_markdown()
     assert "Box-P" in md and "Boxes/answer" in md
+
+
+# Pieces of answers for the reader's fast route: canonical giqa mentions, other formats' markup,
+# phrases that look like Shikra / Ferret boxes, and prose with brackets of every kind.
+_ANSWER_PIECES = [
+    "[tower](<35, 319>)", "[water surface](<160, 299>, <200, 399>)", "[ sky ](<0, 399>)", "[a](<399, 0>)",
+    "[x](<5, 400>)", "[](<1, 22>)", "[t](0.1, 0.2, 0.3, 0.4)", "[0.1,0.2,0.3,0.4](<1, 22>)",
+    "[12, 34, 56, 78](<1, 22>)", "[.5](<1, 2>)", "<ref>cat</ref><box>(1,2),(3,4)</box>", "<loc_12><loc_40>",
+    "<loc0256>", "<grounding>", "<phrase>dog</phrase><object><patch_index_0001><patch_index_0040></object>",
+    "[0.1,0.2,0.3,0.4]", "[12, 34, 56, 78]", "the", " ", "is blurry.", "(taken at night)", "a < b", "\n", "[", "]",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_ANSWER_PIECES), max_size=8).map("".join),
+       st.sampled_from(["auto", "giqa"]), st.sampled_from([(20, 20), (7, 3)]))
+def test_reader_fast_route_equals_detecting_and_parsing(text, fmt, grid):
+    from giqa.bench.items import _Reader
+
+    reader = _Reader(fmt)
+    assert reader.read(text, grid) == reader._parse(text, grid)

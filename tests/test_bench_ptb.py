@@ -73,7 +73,7 @@ def test_a_failing_java_run_falls_back_with_a_note(monkeypatch):
 
 
 def test_a_failing_java_run_falls_back_with_a_note_in_scoring_statistics(monkeypatch):
-    from giqa.bench.bleu import coco_bleu_stats
+    from giqa.bench.bleu_job import coco_bleu_stats
 
     class BrokenIds:
         name = "broken java"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import math
-from typing import Any, Iterable, Literal, Optional
+from typing import Any, Iterable, Optional
 
 from pydantic import (
     BaseModel,

@@ -18,12 +18,12 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import Any, Literal, Optional, Sequence, Union
+from typing import Literal, Optional, Sequence, Union
 
 import numpy as np
 
 
-__all__ = ["BleuResult", "bleu", "coco_bleu_tokens", "bleu_stats", "bleu_stats_from_ids", "coco_bleu_stats", "bleu_from_stats", "FLAVOURS"]
+__all__ = ["BleuResult", "bleu", "coco_bleu_tokens", "bleu_stats", "bleu_stats_from_ids", "bleu_from_stats", "FLAVOURS"]
 
 Flavour = Literal["coco", "sacrebleu-13a"]
 FLAVOURS = ("coco", "sacrebleu-13a")
@@ -184,38 +184,6 @@ def _renumber_codes(sides: list[list[np.ndarray]]) -> int:
     dense = dense.reshape(-1).astype(np.int64, copy=False)
     sides[0][3], sides[1][3] = dense[: h_codes.size], dense[h_codes.size :]
     return max(int(distinct.size), 1)
-
-
-def coco_bleu_stats(
-    hyps: Sequence[str], refs: Sequence[str], kind: Union[str, Any] = "auto", n: int = 4
-) -> tuple[np.ndarray, str, list[str]]:
-    """``(stats, tokeniser name, notes)``: pycocoevalcap's per-item BLEU statistics
-    (:func:`bleu_stats`, ``(N, 2 + 2n)``) of raw texts with one reference each, tokenised as
-    two batches (the references, then the hypotheses) as in
-    :func:`giqa.bench.tokenizers.tokenize_batches` (same fallback and notes). A tokeniser
-    with ``id_batches`` (the Java one) hands over token ids instead of word lists
-    (:func:`giqa.bench.ptb.coco_ids`): the same numbers with less Python work.
-    """
-    from giqa.bench.tokenizers import get_tokenizer, port_after_failure, tokenize_batches
-    from giqa.errors import BackendError
-
-    batches = [list(refs), list(hyps)]
-    tok = get_tokenizer(kind)
-    if hasattr(tok, "id_batches"):
-        try:
-            ((r_ids, r_len), (h_ids, h_len)), vocab = tok.id_batches(batches)
-        except BackendError as exc:
-            if kind != "auto":
-                raise
-            (ref_toks, hyp_toks), name, notes = port_after_failure(exc, batches)
-        else:
-            stats = bleu_stats_from_ids(h_ids, h_len, r_ids, r_len, vocab, n)
-            if stats is not None:
-                return stats, tok.name, []
-            (ref_toks, hyp_toks), name, notes = tokenize_batches(batches, tok)  # keys too big for int64
-    else:
-        (ref_toks, hyp_toks), name, notes = tokenize_batches(batches, tok)
-    return bleu_stats(hyp_toks, [[r] for r in ref_toks], n), name, notes
 
 
 def bleu_from_stats(stats: np.ndarray, n: int = 4) -> tuple[float, tuple[float, ...], float]:

@@ -33,7 +33,6 @@ Boxes are normalised xyxy in ``[0, 1]``.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from functools import lru_cache
 from itertools import permutations
 from typing import Callable, NamedTuple, Optional, Sequence
@@ -68,10 +67,11 @@ class Instance(NamedTuple):
     box: tuple[float, float, float, float]
 
 
-@dataclass(frozen=True)
-class ItemGrounding:
+class ItemGrounding(NamedTuple):
     """Per-item result: ``iou_sum`` over reference instances, ``n_ref``, ``n_pred``, ``tp``
-    (Tag-Recall true positives), ``hits`` (one-to-one pairs with IoU > 0.5, names ignored)."""
+    (Tag-Recall true positives), ``hits`` (one-to-one pairs with IoU > 0.5, names ignored).
+
+    A named tuple (immutable): one is built per bench item."""
 
     iou_sum: float
     n_ref: int
@@ -168,31 +168,52 @@ def match_item(
     return ItemGrounding(iou_sum, len(refs), len(preds), tp, hits)
 
 
+class _Pairs(NamedTuple):
+    """Every (predicted, reference) instance pair of a batch of items, flat: item ``k``'s
+    pairs are ``iou[start[k] : start[k] + n_p[k] * n_r[k]]``, row-major ``(n_p[k], n_r[k])``;
+    its instances are ``p_off[k] + i`` / ``r_off[k] + j`` in the batch's flat instance lists."""
+
+    n_p: np.ndarray
+    n_r: np.ndarray
+    p_off: np.ndarray
+    r_off: np.ndarray
+    start: np.ndarray
+    iou: np.ndarray
+
+
+def _flat_pairs(items: Sequence[tuple[Sequence[Instance], Sequence[Instance]]]) -> _Pairs:
+    """The IoU of every pair of every item, from one element-wise :func:`giqa.geometry.iou`."""
+    from giqa.geometry import iou as elementwise_iou
+
+    n_p = np.fromiter(map(len, (p for p, _ in items)), np.int64, len(items))
+    n_r = np.fromiter(map(len, (r for _, r in items)), np.int64, len(items))
+    counts = n_p * n_r
+    p_off, r_off, start = (np.cumsum(c) - c for c in (n_p, n_r, counts))
+    total = int(counts.sum())
+    if total == 0:
+        return _Pairs(n_p, n_r, p_off, r_off, start, np.zeros(0))
+    a = np.array([b.box for p, _ in items for b in p], dtype=np.float64).reshape(-1, 4)
+    b = np.array([x.box for _, r in items for x in r], dtype=np.float64).reshape(-1, 4)
+    item = np.repeat(np.arange(len(items)), counts)
+    q = np.arange(total) - start[item]
+    width = n_r[item]
+    return _Pairs(n_p, n_r, p_off, r_off, start, elementwise_iou(a[p_off[item] + q // width], b[r_off[item] + q % width]))
+
+
+def _item_iou(pairs: _Pairs, k: int) -> Optional[np.ndarray]:
+    """Item ``k``'s ``(P, R)`` IoU matrix (a view), None when it has no pair."""
+    p, r = int(pairs.n_p[k]), int(pairs.n_r[k])
+    if not p or not r:
+        return None
+    s = int(pairs.start[k])
+    return pairs.iou[s : s + p * r].reshape(p, r)
+
+
 def batch_iou(items: Sequence[tuple[Sequence[Instance], Sequence[Instance]]]) -> list[Optional[np.ndarray]]:
     """The ``(P_k, R_k)`` IoU matrix of every item, from one element-wise
     :func:`giqa.geometry.iou` call over all pairs (``None`` where an item has no pair)."""
-    from giqa.geometry import iou as elementwise_iou
-
-    n_p = np.array([len(p) for p, _ in items], dtype=np.int64)
-    n_r = np.array([len(r) for _, r in items], dtype=np.int64)
-    counts = n_p * n_r
-    total = int(counts.sum())
-    out: list[Optional[np.ndarray]] = [None] * len(items)
-    if total == 0:
-        return out
-    a = np.array([b.box for p, _ in items for b in p], dtype=np.float64).reshape(-1, 4)
-    b = np.array([x.box for _, r in items for x in r], dtype=np.float64).reshape(-1, 4)
-    p_off = np.concatenate([[0], np.cumsum(n_p)[:-1]])
-    r_off = np.concatenate([[0], np.cumsum(n_r)[:-1]])
-    item = np.repeat(np.arange(len(items)), counts)
-    start = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    q = np.arange(total) - start[item]
-    width = n_r[item]
-    vals = elementwise_iou(a[p_off[item] + q // width], b[r_off[item] + q % width])
-    for k in np.flatnonzero(counts):
-        s = start[k]
-        out[k] = vals[s : s + counts[k]].reshape(n_p[k], n_r[k])
-    return out
+    pairs = _flat_pairs(items)
+    return [_item_iou(pairs, k) for k in range(len(items))]
 
 
 def match_items(
@@ -205,15 +226,16 @@ def match_items(
     With exact names, the items with at most three predicted and three reference instances
     (nearly all of a bench) are matched all at once by :func:`_match_small`.
     """
-    ious = batch_iou(items)
+    pairs = _flat_pairs(items)
     out: list[Optional[ItemGrounding]] = [None] * len(items)
     if similarity is None:
-        small = [k for k, (p, r) in enumerate(items) if 0 < len(p) <= _SMALL and 0 < len(r) <= _SMALL]
-        for k, g in zip(small, _match_small([items[k] for k in small], [ious[k] for k in small])):
+        small = np.flatnonzero((pairs.n_p > 0) & (pairs.n_p <= _SMALL) & (pairs.n_r > 0) & (pairs.n_r <= _SMALL))
+        for k, g in zip(small.tolist(), _match_small(items, pairs, small)):
             out[k] = g
-    for k, ((preds, refs), iou) in enumerate(zip(items, ious)):
-        if out[k] is not None:
+    for k, ((preds, refs), got) in enumerate(zip(items, out)):
+        if got is not None:
             continue
+        iou = _item_iou(pairs, k)
         if iou is None:
             out[k] = ItemGrounding(0.0, len(refs), len(preds), 0, 0)
             continue
@@ -226,32 +248,46 @@ _SMALL = 3
 _PERMS = np.array(list(permutations(range(_SMALL))))  # (6, 3): every one-to-one map of 3 rows
 
 
-def _match_small(items: Sequence[tuple[Sequence[Instance], Sequence[Instance]]],
-                 ious: Sequence[Optional[np.ndarray]]) -> list[ItemGrounding]:
-    """:func:`match_item` (exact names) of items with 1..3 predicted and reference instances,
-    vectorised: each item's IoU matrix is padded with zeros to 3 x 3, and every one-to-one
-    matching of a P x R matrix is a permutation of the padded one (pairs with a padding cell
-    count nothing), so the three optima (total IoU, pairs over 0.5, pairs over 0.5 with equal
-    names) are maxima over the six permutations. Same values as the assignment solver."""
-    m = len(items)
+def _name_ids(items: Sequence[tuple[Sequence[Instance], Sequence[Instance]]]) -> tuple[np.ndarray, np.ndarray]:
+    """Ids of the predicted and reference instances' names, flat as in :class:`_Pairs`: equal
+    exactly where :func:`name_key` agrees."""
+    p_names = [i.name for p, _ in items for i in p]
+    r_names = [i.name for _, r in items for i in r]
+    keys: dict[str, int] = {}
+    ids = {name: keys.setdefault(name_key(name), len(keys)) for name in dict.fromkeys(p_names + r_names)}
+    return (np.fromiter(map(ids.__getitem__, p_names), np.int64, len(p_names)),
+            np.fromiter(map(ids.__getitem__, r_names), np.int64, len(r_names)))
+
+
+def _match_small(items: Sequence[tuple[Sequence[Instance], Sequence[Instance]]], pairs: _Pairs,
+                 small: np.ndarray) -> list[ItemGrounding]:
+    """:func:`match_item` (exact names) of the items ``small`` (indices), which have 1..3
+    predicted and reference instances, vectorised: each item's IoU matrix is padded with
+    zeros to 3 x 3, and every one-to-one matching of a P x R matrix is a permutation of the
+    padded one (pairs with a padding cell count nothing), so the three optima (total IoU,
+    pairs over 0.5, pairs over 0.5 with equal names) are maxima over the six permutations.
+    Same values as the assignment solver."""
+    m = len(small)
     if not m:
         return []
+    n_p, n_r = pairs.n_p[small], pairs.n_r[small]
+    counts = n_p * n_r
+    local = np.repeat(np.arange(m), counts)  # the small item of each of their pairs
+    q = np.arange(int(counts.sum())) - (np.cumsum(counts) - counts)[local]
+    i, j = q // n_r[local], q % n_r[local]
     iou = np.zeros((m, _SMALL, _SMALL))
+    iou[local, i, j] = pairs.iou[pairs.start[small][local] + q]
+    p_ids, r_ids = _name_ids(items)
     same = np.zeros((m, _SMALL, _SMALL), dtype=bool)
-    ids: dict[str, int] = {}
-    for k, ((preds, refs), mat) in enumerate(zip(items, ious)):
-        iou[k, : len(preds), : len(refs)] = mat
-        p_ids = [ids.setdefault(name_key(i.name), len(ids)) for i in preds]
-        r_ids = [ids.setdefault(name_key(i.name), len(ids)) for i in refs]
-        same[k, : len(preds), : len(refs)] = np.equal.outer(p_ids, r_ids)
+    same[local, i, j] = p_ids[pairs.p_off[small][local] + i] == r_ids[pairs.r_off[small][local] + j]
     rows = np.arange(_SMALL)[None, :]
     paired = iou[:, rows, _PERMS]  # (m, 6, 3): the pairs of each permutation
     over = paired > IOU_THRESHOLD
     iou_sum = paired.sum(axis=2).max(axis=1)
     hits = over.sum(axis=2).max(axis=1)
     tp = (over & same[:, rows, _PERMS]).sum(axis=2).max(axis=1)
-    return [ItemGrounding(float(s), len(r), len(p), int(t), int(h))
-            for (p, r), s, t, h in zip(items, iou_sum.tolist(), tp.tolist(), hits.tolist())]
+    return [ItemGrounding(s, r, p, t, h)
+            for s, r, p, t, h in zip(iou_sum.tolist(), n_r.tolist(), n_p.tolist(), tp.tolist(), hits.tolist())]
 
 
 def box_precision_recall(items: Sequence[ItemGrounding]) -> tuple[Optional[float], Optional[float], Optional[float], float]:

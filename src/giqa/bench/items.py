@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, NamedTuple, Optional, Sequence, Union
 
@@ -20,8 +20,8 @@ from giqa.errors import ParseError
 from giqa.types import Sample, Task, VqaKind
 
 __all__ = [
-    "Prediction", "ScoredItem", "read_bench", "read_predictions", "as_predictions", "index_predictions", "build_items",
-    "format_counts", "warn_other_markup", "FORMAT_CHOICES",
+    "Prediction", "ScoredItem", "AnswerRead", "read_bench", "read_predictions", "as_predictions", "index_predictions",
+    "read_references", "build_items", "format_counts", "warn_other_markup", "FORMAT_CHOICES",
 ]
 
 #: ``fmt`` values :func:`build_items` takes.
@@ -54,7 +54,7 @@ class ScoredItem:
     issues: list[str]
     is_yes_no: bool = False
     question: str = ""
-    grounding: ItemGrounding = field(default_factory=lambda: ItemGrounding(0.0, 0, 0, 0, 0))
+    grounding: ItemGrounding = ItemGrounding(0.0, 0, 0, 0, 0)  # immutable: a shared default is safe
     gt_yes: Optional[bool] = None
     yes_no: Optional[str] = None
     correct: Optional[bool] = None
@@ -176,16 +176,33 @@ def _parser(fmt: str) -> Parser:
     return lambda text, grid: f.parse(text)
 
 
+class AnswerRead(NamedTuple):
+    """One answer as read: the format used (None: plain text), its clean text (no
+    coordinates), its boxes as instances and what the lenient parser worked around."""
+
+    fmt: Optional[str]
+    text: str
+    instances: list[Instance]
+    issues: list[str]
+
+
 class _Reader:
-    """Parses answers in a fixed format or, for ``auto``, in each answer's own format;
-    memoised for one scoring run (short answers such as "Yes." repeat a lot)."""
+    """Reads answers in a fixed format or, for ``auto``, in each answer's own format;
+    memoised for one scoring run (short answers such as "Yes." repeat a lot).
+
+    giqa text whose every mention is canonical (giqa's own references, well-behaved models)
+    takes :func:`giqa.text.scanner.canonical_mentions`' fast path: the same result as
+    detecting its format and parsing it, without building spans (tested)."""
 
     def __init__(self, fmt: str) -> None:
         if fmt not in FORMAT_CHOICES:
             raise ValueError(f"unknown box format {fmt!r}; choose one of {', '.join(FORMAT_CHOICES)}")
+        from giqa.text.scanner import canonical_mentions
+
         self.fmt = fmt
+        self._canonical = canonical_mentions if fmt in ("auto", "giqa") else None
         self._parsers: dict[str, Parser] = {}
-        self._memo: dict[tuple[str, tuple[int, int]], tuple[Optional[str], Any]] = {}
+        self._memo: dict[tuple[str, tuple[int, int]], AnswerRead] = {}
 
     def parser(self, fmt: str) -> Parser:
         got = self._parsers.get(fmt)
@@ -193,14 +210,37 @@ class _Reader:
             got = self._parsers[fmt] = _parser(fmt)
         return got
 
-    def read(self, text: str, grid: tuple[int, int]) -> tuple[Optional[str], Any]:
-        """``(format used or None for plain text, ParsedText)``."""
+    def read(self, text: str, grid: tuple[int, int]) -> AnswerRead:
+        """The answer ``text`` on a ``grid`` sample (raises :class:`ParseError` as its parser)."""
         key = (text, grid)
         got = self._memo.get(key)
         if got is None:
-            fmt = self.fmt if self.fmt != "auto" else detect_format(text, self._count)
-            got = self._memo[key] = (fmt, self.parser(fmt or "giqa")(text, grid))
+            got = self._memo[key] = self._fast(text, grid) or self._parse(text, grid)
         return got
+
+    def _fast(self, text: str, grid: tuple[int, int]) -> Optional[AnswerRead]:
+        if self._canonical is None:
+            return None
+        found = self._canonical(text, grid[0], grid[1])
+        if found is None:
+            return None
+        clean, mentions, plain_outside = found
+        if self.fmt == "giqa":
+            used: Optional[str] = "giqa"
+        elif plain_outside:  # no other format's markup: detection would say giqa, or plain
+            used = "giqa" if mentions else None
+        else:
+            return None
+        return AnswerRead(used, clean, [Instance(phrase, box) for phrase, boxes in mentions for box in boxes], [])
+
+    def parse(self, text: str, grid: tuple[int, int]) -> tuple[Optional[str], Any]:
+        """``(format used or None for plain text, ParsedText)``, not memoised."""
+        fmt = self.fmt if self.fmt != "auto" else detect_format(text, self._count)
+        return fmt, self.parser(fmt or "giqa")(text, grid)
+
+    def _parse(self, text: str, grid: tuple[int, int]) -> AnswerRead:
+        fmt, parsed = self.parse(text, grid)
+        return AnswerRead(fmt, parsed.text, _instances(parsed), list(parsed.issues))
 
     def _count(self, text: str, fmt: str) -> int:
         return sum(len(s.boxes) for s in self.parser(fmt)(text, (20, 20)).spans)
@@ -212,32 +252,41 @@ def _instances(parsed: Any) -> list[Instance]:
     return [Instance(s.phrase, (b.x1, b.y1, b.x2, b.y2)) for s in parsed.spans for b in s.boxes]
 
 
-def _ref_instances(sample: Sample, parsed_answer: Any) -> list[Instance]:
-    inst = _instances(parsed_answer)
-    if not inst and sample.task is Task.des:  # a DES reference kept clean: use its regions
-        inst = [Instance(r.phrase, b.as_tuple()) for r in sample.regions for b in r.boxes]
-    return inst
+def _ref_instances(sample: Sample, read: AnswerRead) -> list[Instance]:
+    if not read.instances and sample.task is Task.des:  # a DES reference kept clean: use its regions
+        return [Instance(r.phrase, b.as_tuple()) for r in sample.regions for b in r.boxes]
+    return read.instances
 
 
-def build_items(gt: Sequence[Sample], by_id: Mapping[str, Prediction], fmt: str, notes: list[str]) -> list[ScoredItem]:
-    """One :class:`ScoredItem` per bench item; what went wrong on the way is added to ``notes``."""
-    reader, refs = _Reader(fmt), _Reader("giqa")
+def read_references(gt: Sequence[Sample]) -> list[AnswerRead]:
+    """The reference answer of each bench item as read (giqa grounded text on its grid)."""
+    refs = _Reader("giqa")
+    return [refs.read(s.answer, s.grid) for s in gt]
+
+
+def build_items(gt: Sequence[Sample], by_id: Mapping[str, Prediction], fmt: str, notes: list[str],
+                references: Optional[Sequence[AnswerRead]] = None) -> list[ScoredItem]:
+    """One :class:`ScoredItem` per bench item; what went wrong on the way is added to ``notes``.
+    ``references``: :func:`read_references` of ``gt`` if already made."""
+    reader = _Reader(fmt)
+    refs = read_references(gt) if references is None else references
+    if len(refs) != len(gt):
+        raise ValueError(f"{len(refs)} references read for {len(gt)} bench items")
     items = []
-    for s in gt:
+    for s, ref in zip(gt, refs):
         p = by_id.get(s.id)
         text = p.answer if p is not None else ""
         try:
-            used, parsed = reader.read(text, s.grid)
+            read: Optional[AnswerRead] = reader.read(text, s.grid)
         except ParseError as exc:  # lenient parsers rarely raise; keep the item, no boxes
-            used, parsed = None, None
+            read = None
             notes.append(f"{s.id}: prediction could not be parsed ({exc})")
-        ref = refs.read(s.answer, s.grid)[1]
         items.append(ScoredItem(
-            sample=s, raw=text, missing=p is None, fmt=used if p is not None else None,
-            clean=parsed.text if parsed is not None else text,
-            pred=_instances(parsed) if parsed is not None else [],
-            reference=ref.text, ref=_ref_instances(s, ref),
-            issues=list(parsed.issues) if parsed is not None else [],
+            sample=s, raw=text, missing=p is None, fmt=read.fmt if read is not None and p is not None else None,
+            clean=read.text if read is not None else text,
+            pred=list(read.instances) if read is not None else [],
+            reference=ref.text, ref=list(_ref_instances(s, ref)),
+            issues=list(read.issues) if read is not None else [],
             is_yes_no=s.vqa_kind is VqaKind.yes_no,
         ))
     return items

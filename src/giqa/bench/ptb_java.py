@@ -3,8 +3,10 @@
 pycocoevalcap ships the jar and runs ``java -cp stanford-corenlp-3.4.1.jar
 edu.stanford.nlp.process.PTBTokenizer -preserveLines -lowerCase`` on all captions of a batch
 joined by newlines, then drops the tokens in its punctuation list. :class:`JavaPtbTokenizer`
-does exactly that, one JVM per batch (never one per sentence), reading the captions from
-stdin instead of a temporary file. The jar is found next to an installed pycocoevalcap, or
+does exactly that: :meth:`~JavaPtbTokenizer.raw_batches` runs one JVM over several batches
+(never one per sentence), each batch its own input file; :meth:`~JavaPtbTokenizer.start`
+runs one batch in its own JVM in the background (:class:`JavaRun`), as pycocoevalcap's two
+calls (references, results) do. The jar is found next to an installed pycocoevalcap, or
 named by ``jar=`` / the ``GIQA_PTB_JAR`` environment variable.
 """
 
@@ -20,7 +22,7 @@ from typing import Any, Optional, Sequence, Union
 
 from giqa.errors import BackendError
 
-__all__ = ["JavaPtbTokenizer", "find_jar", "java_available"]
+__all__ = ["JavaPtbTokenizer", "JavaRun", "find_jar", "java_available"]
 
 JAR_NAME = "stanford-corenlp-3.4.1.jar"
 _MAIN = "edu.stanford.nlp.process.PTBTokenizer"
@@ -111,16 +113,24 @@ class JavaPtbTokenizer:
         """:meth:`raw_batches` of one batch."""
         return self.raw_batches([lines])[0]
 
+    def start(self, lines: Sequence[str]) -> "JavaRun":
+        """Start tokenising one batch of lines (no line break inside a line) in its own JVM
+        and return at once; :meth:`JavaRun.lines` waits for the output (that of
+        :meth:`raw_lines`). Raises :class:`giqa.errors.BackendError` if the JVM cannot start."""
+        return JavaRun(self, lines)
+
+    def command(self, args: Sequence[str]) -> list[str]:
+        """The JVM command line with the tokeniser's options and ``args`` after them."""
+        return [self.java, *self.jvm_options, "-cp", str(self.jar.resolve()), _MAIN, "-preserveLines", "-lowerCase", *args]
+
     def _run(self, args: list[str], cwd: str) -> None:
-        cmd = [self.java, *self.jvm_options, "-cp", str(self.jar.resolve()), _MAIN, "-preserveLines", "-lowerCase", *args]
         self.jvm_runs += 1
         try:
-            proc = subprocess.run(cmd, cwd=cwd, capture_output=True, timeout=self.timeout, check=False)
+            proc = subprocess.run(self.command(args), cwd=cwd, capture_output=True, timeout=self.timeout, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise BackendError(f"the Java PTBTokenizer did not run: {exc}") from exc
         if proc.returncode != 0:
-            tail = proc.stderr.decode("utf-8", "replace")[-500:]
-            raise BackendError(f"the Java PTBTokenizer exited with {proc.returncode}: {tail}")
+            raise BackendError(f"the Java PTBTokenizer exited with {proc.returncode}: {_tail(proc.stderr)}")
 
     def tokenize_batches(self, batches: Sequence[Sequence[str]]) -> list[list[list[str]]]:
         """The words BLEU counts for each text of each batch, as pycocoevalcap gets them
@@ -146,3 +156,68 @@ class JavaPtbTokenizer:
     def tokenize_batch(self, texts: Sequence[str]) -> list[list[str]]:
         """:meth:`tokenize_batches` of one batch."""
         return self.tokenize_batches([texts])[0]
+
+
+def _tail(stderr: bytes) -> str:
+    return stderr.decode("utf-8", "replace")[-500:]
+
+
+class JavaRun:
+    """One batch tokenised by its own JVM in the background (:meth:`JavaPtbTokenizer.start`).
+
+    The batch is written to a temporary directory, the JVM reads it from there and writes its
+    output and messages there (nothing is piped, so it never blocks on a full pipe).
+    :meth:`lines` waits for it (at most the tokeniser's ``timeout`` seconds) and removes the
+    directory; :meth:`close` stops it if it is still running. Also a context manager.
+    """
+
+    def __init__(self, tok: JavaPtbTokenizer, lines: Sequence[str]) -> None:
+        self._n = len(lines)
+        self._timeout = tok.timeout
+        self._proc: Optional[subprocess.Popen] = None
+        self._dir = tempfile.TemporaryDirectory(prefix="giqa-ptb-")
+        if not self._n:
+            return
+        tmp = Path(self._dir.name)
+        (tmp / "in").write_bytes("\n".join(lines).encode("utf-8"))
+        (tmp / "files").write_text("in out\n", encoding="utf-8")
+        tok.jvm_runs += 1
+        try:
+            with (tmp / "stderr").open("wb") as err:
+                self._proc = subprocess.Popen(tok.command(["-ioFileList", "files"]), cwd=tmp,
+                                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+        except OSError as exc:
+            self._dir.cleanup()
+            raise BackendError(f"the Java PTBTokenizer did not run: {exc}") from exc
+
+    def lines(self) -> list[str]:
+        """The batch's output lines (lower-cased tokens, space-separated, punctuation still in)."""
+        try:
+            if self._proc is None:
+                return []
+            try:
+                rc = self._proc.wait(timeout=self._timeout)
+            except subprocess.TimeoutExpired as exc:
+                raise BackendError(f"the Java PTBTokenizer did not run: {exc}") from exc
+            tmp = Path(self._dir.name)
+            if rc != 0:
+                raise BackendError(f"the Java PTBTokenizer exited with {rc}: {_tail((tmp / 'stderr').read_bytes())}")
+            out = (tmp / "out").read_bytes().decode("utf-8").split("\n")
+            if len(out) != self._n:
+                raise BackendError(f"the Java PTBTokenizer returned {len(out)} lines for {self._n}")
+            return out
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop the JVM if it still runs and remove the temporary directory."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        self._dir.cleanup()
+
+    def __enter__(self) -> "JavaRun":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import math
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence, Union
@@ -30,12 +29,13 @@ from typing import Any, Iterator, Optional, Sequence, Union
 import numpy as np
 
 from giqa.bench.bleu import FLAVOURS, bleu as corpus_bleu
+from giqa.bench.bleu_job import CocoBleuJob
 from giqa.bench.bootstrap import DesArrays, VqaArrays, bootstrap_cis, components, metrics_from_sums
 from giqa.bench.breakdown import vqa_breakdown
 from giqa.bench.grounding import match_items
 from giqa.bench.items import (
     Prediction, ScoredItem, as_predictions, build_items, format_counts, index_predictions, read_bench, read_predictions,
-    warn_other_markup,
+    read_references, warn_other_markup,
 )
 from giqa.bench.judge import Judge
 from giqa.bench.report import BenchReport, LazyRows
@@ -50,7 +50,7 @@ def parse_prediction(text: str, fmt: str = "auto", grid: tuple[int, int] = (20, 
     text without markup) -> :class:`giqa.text.ParsedText`."""
     from giqa.bench.items import _Reader
 
-    return _Reader(fmt).read(text, grid)[1]
+    return _Reader(fmt).parse(text, grid)[1]
 
 
 @dataclass(frozen=True)
@@ -134,25 +134,36 @@ def _gc_paused() -> Iterator[None]:
 
 
 def _score(predictions: Any, ground_truth: Any, opts: _Options) -> BenchReport:
-    """The scoring run: read, parse, evaluate each item, aggregate, report."""
+    """The scoring run: read, parse, evaluate each item, aggregate, report.
+
+    COCO BLEU runs in the background from the moment the references are read
+    (:class:`giqa.bench.bleu_job.CocoBleuJob`); all that does not need it is done before
+    waiting for it."""
     gt, preds, by_id = _read_inputs(predictions, ground_truth)
     notes: list[str] = []
-    des, vqa, pending = _build_scored_items(gt, by_id, opts, notes)
-    items = _in_bench_order(gt, des + vqa)
-    warn_other_markup(items, opts.fmt, notes)
-    _evaluate_items(items, des, vqa, opts)
-    stats, tok_name = _bleu_stats(pending, notes)
+    des_gt, vqa_gt = [s for s in gt if s.task is Task.des], [s for s in gt if s.task is Task.vqa]
+    job = _bleu_job(des_gt, opts)
+    with job if job is not None else contextlib.nullcontext():
+        des = _des_items(des_gt, by_id, opts, notes, job)
+        vqa = build_items(vqa_gt, by_id, opts.fmt, notes)
+        items = _in_bench_order(gt, des, vqa)
+        warn_other_markup(items, opts.fmt, notes)
+        _evaluate_items(items, des, vqa, opts)
+        vqa_arr = _vqa_arrays(vqa, opts.judge is not None) if vqa else None
+        vqa_ci = bootstrap_cis(None, vqa_arr, n_boot=opts.n_boot, seed=opts.seed)
+        summary: list[str] = []
+        _summary_notes(items, by_id, gt, opts, summary)
+        formats = format_counts(items)
+        breakdown, counts = vqa_breakdown(items), _counts(items, by_id, gt, formats)
+        prov = _provenance(predictions, preds, ground_truth, gt, opts, None)
+        stats, tok_name = _bleu_stats(job, notes)
     des_arr = _des_arrays(des, stats) if des else None
-    vqa_arr = _vqa_arrays(vqa, opts.judge is not None) if vqa else None
-    metrics = _metrics(des_arr, vqa_arr, des, opts)
-    ci = _confidence_intervals(des_arr, vqa_arr, opts, notes)
-    _summary_notes(items, by_id, gt, opts, notes)
-    formats = format_counts(items)
+    ci = {**_des_intervals(des_arr, opts, notes), **vqa_ci}
+    prov["tokenizer"] = tok_name
     return BenchReport(
-        name=_report_name(opts, preds), metrics=metrics, ci=ci, counts=_counts(items, by_id, gt, formats),
+        name=_report_name(opts, preds), metrics=_metrics(des_arr, vqa_arr, des, opts), ci=ci, counts=counts,
         per_sample=LazyRows(lambda: [it.row() for it in items]), settings=_settings(opts, tok_name, formats),
-        notes=notes, breakdown=vqa_breakdown(items),
-        provenance=_provenance(predictions, preds, ground_truth, gt, opts, tok_name),
+        notes=notes + summary, breakdown=breakdown, provenance=prov,
         components={k: components(a) for k, a in (("des", des_arr), ("vqa", vqa_arr)) if a is not None},
     )
 
@@ -166,20 +177,30 @@ def _read_inputs(predictions: Any, ground_truth: Any) -> tuple[list[Sample], lis
     return gt, preds, by_id
 
 
-def _build_scored_items(
-    gt: Sequence[Sample], by_id: dict[str, Prediction], opts: _Options, notes: list[str]
-) -> tuple[list[ScoredItem], list[ScoredItem], Optional[Future]]:
-    """``(DES items, VQA items, pending BLEU statistics)``: the DES items' tokenisation starts
-    as soon as they are parsed, so the JVM runs while the VQA items are parsed."""
-    des = build_items([s for s in gt if s.task is Task.des], by_id, opts.fmt, notes)
-    pending = _start_tokenizing(des, opts)
-    vqa = build_items([s for s in gt if s.task is Task.vqa], by_id, opts.fmt, notes)
-    return des, vqa, pending
+def _bleu_job(des: Sequence[Sample], opts: _Options) -> Optional[CocoBleuJob]:
+    """The background COCO BLEU job of the DES items (None: no DES item, or another flavour)."""
+    if not des or opts.bleu_flavour != "coco":
+        return None
+    return CocoBleuJob(opts.tokenizer)
 
 
-def _in_bench_order(gt: Sequence[Sample], items: list[ScoredItem]) -> list[ScoredItem]:
-    order = {s.id: k for k, s in enumerate(gt)}
-    return sorted(items, key=lambda it: order[it.sample.id])
+def _des_items(des: Sequence[Sample], by_id: dict[str, Prediction], opts: _Options, notes: list[str],
+               job: Optional[CocoBleuJob]) -> list[ScoredItem]:
+    """The DES items; ``job`` gets the references as soon as they are read (their JVM runs
+    while the predictions are parsed) and the predictions' clean text right after."""
+    refs = read_references(des)
+    if job is not None:
+        job.references([r.text for r in refs])
+    items = build_items(des, by_id, opts.fmt, notes, refs)
+    if job is not None:
+        job.hypotheses([it.clean for it in items])
+    return items
+
+
+def _in_bench_order(gt: Sequence[Sample], des: list[ScoredItem], vqa: list[ScoredItem]) -> list[ScoredItem]:
+    """The DES and VQA items (each in bench order) merged back into the bench's order."""
+    des_items, vqa_items = iter(des), iter(vqa)
+    return [next(des_items) if s.task is Task.des else next(vqa_items) for s in gt]
 
 
 def _evaluate_items(items: Sequence[ScoredItem], des: Sequence[ScoredItem], vqa: Sequence[ScoredItem],
@@ -191,10 +212,10 @@ def _evaluate_items(items: Sequence[ScoredItem], des: Sequence[ScoredItem], vqa:
         _judge(opts.judge, des, vqa, opts.yes_no_fallback)
 
 
-def _confidence_intervals(des_arr: Optional[DesArrays], vqa_arr: Optional[VqaArrays], opts: _Options,
-                          notes: list[str]) -> dict[str, tuple[float, float]]:
-    """Bootstrap intervals of the metrics (none for BLEU that sacrebleu computes)."""
-    ci = bootstrap_cis(des_arr, vqa_arr, n_boot=opts.n_boot, seed=opts.seed)
+def _des_intervals(des_arr: Optional[DesArrays], opts: _Options, notes: list[str]) -> dict[str, tuple[float, float]]:
+    """Bootstrap intervals of the DES metrics (none for BLEU that sacrebleu computes); the same
+    as :func:`bootstrap_cis` of both tasks gives for DES."""
+    ci = bootstrap_cis(des_arr, None, n_boot=opts.n_boot, seed=opts.seed)
     if opts.bleu_flavour != "coco":
         ci.pop("bleu4", None)
         notes.append("no bootstrap interval for sacrebleu-13a BLEU (computed by sacrebleu)")
@@ -217,33 +238,10 @@ def _check_unique_bench(gt: Sequence[Sample]) -> None:
         seen.add(s.id)
 
 
-def _start_tokenizing(des: Sequence[ScoredItem], opts: _Options) -> Optional[Future]:
-    """COCO BLEU statistics of the DES items, started now in a worker thread: references and
-    predictions tokenised as two batches (pycocoevalcap's gts and res), then counted. The
-    Java tokeniser runs in its own process and NumPy's sorts release the GIL, so most of it
-    overlaps the grounding and Yes/No work of the main thread."""
-    if not des or opts.bleu_flavour != "coco":
-        return None
-    from concurrent.futures import ThreadPoolExecutor
-
-    from giqa.bench.bleu import coco_bleu_stats
-
-    refs, hyps = [it.reference for it in des], [it.clean for it in des]
-
-    def run() -> tuple[np.ndarray, str, list[str]]:
-        return coco_bleu_stats(hyps, refs, opts.tokenizer)
-
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="giqa-bleu")
-    try:
-        return pool.submit(run)
-    finally:
-        pool.shutdown(wait=False)
-
-
-def _bleu_stats(pending: Optional[Future], notes: list[str]) -> tuple[np.ndarray, Optional[str]]:
-    if pending is None:
+def _bleu_stats(job: Optional[CocoBleuJob], notes: list[str]) -> tuple[np.ndarray, Optional[str]]:
+    if job is None:
         return np.zeros((0, 10)), None
-    stats, name, tok_notes = pending.result()
+    stats, name, tok_notes = job.result()
     notes.extend(tok_notes)
     return stats, name
 
@@ -273,7 +271,7 @@ def _judge(judge: Judge, des: Sequence[ScoredItem], vqa: Sequence[ScoredItem], f
 
     questions = _Reader("giqa")
     for it in vqa:
-        it.question = questions.read(it.sample.question, it.sample.grid)[1].text
+        it.question = questions.read(it.sample.question, it.sample.grid).text
     if des:
         for it, r in zip(des, judge.score_descriptions([it.clean for it in des], [it.reference for it in des])):
             it.judge_score, it.judge_raw, it.judge_error = r.score, r.raw, r.error

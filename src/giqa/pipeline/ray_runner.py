@@ -53,7 +53,6 @@ Example::
 from __future__ import annotations
 
 import copy
-import io
 import json
 import logging
 import math
