@@ -122,18 +122,18 @@ class CocoBleuJob:
             self.close()
 
     def _compute(self) -> BleuStats:
-        refs, hyps = self._refs or [], self._hyps or []
+        from giqa.bench.tokenizers import port_after_failure, tokenize_batches
+
+        batches = [self._refs or [], self._hyps or []]
+        if not self._java:
+            (ref_toks, hyp_toks), name, notes = tokenize_batches(batches, self.kind)
+            return self._stats(hyp_toks, ref_toks), name, notes
         try:
-            if self._java:
-                return self._from_java()
-            ref_toks, hyp_toks = self.tokenizer.tokenize_batches([refs, hyps])
-            return self._stats(hyp_toks, ref_toks), self.tokenizer.name, []
+            return self._from_java()
         except BackendError as exc:
             if self.kind != "auto" or self._closed.is_set():  # closed: a JVM stopped on purpose
                 raise
-            from giqa.bench.tokenizers import port_after_failure
-
-            (ref_toks, hyp_toks), name, notes = port_after_failure(exc, [refs, hyps])
+            (ref_toks, hyp_toks), name, notes = port_after_failure(exc, batches)
             return self._stats(hyp_toks, ref_toks), name, notes
 
     def _from_java(self) -> BleuStats:

@@ -194,8 +194,8 @@ def _percentiles(values: np.ndarray, level: float) -> Optional[tuple[float, floa
 
 
 def bootstrap_cis(
-    des: Optional[DesArrays],
-    vqa: Optional[VqaArrays],
+    des: Union[DesArrays, Components, None],
+    vqa: Union[VqaArrays, Components, None],
     *,
     n_boot: int = 1000,
     seed: int = 0,
@@ -207,14 +207,16 @@ def bootstrap_cis(
     (``numpy.random.SeedSequence(seed).spawn(2)``), so the two tasks can run at once (big
     benches: two threads; NumPy's drawing, counting and matrix products release the GIL)
     and give the same intervals either way. A metric that is N/A or undefined on the bench
-    itself gets no interval, even where some resamples happen to define it."""
+    itself gets no interval, even where some resamples happen to define it. Each task is given
+    as its arrays or their :func:`components`."""
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
     if n_boot <= 0:
         return {}
-    jobs = [(a, np.random.default_rng(s)) for a, s in zip((des, vqa), np.random.SeedSequence(seed).spawn(2))
-            if a is not None and len(a.iou)]
-    if len(jobs) == 2 and sum(len(a.iou) for a, _ in jobs) >= _THREADED_ITEMS:
+    tasks = [a if a is None or isinstance(a, Components) else components(a) for a in (des, vqa)]
+    jobs = [(c, np.random.default_rng(s)) for c, s in zip(tasks, np.random.SeedSequence(seed).spawn(2))
+            if c is not None and len(c.values)]
+    if len(jobs) == 2 and sum(len(c.values) for c, _ in jobs) >= _THREADED_ITEMS:
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="giqa-bootstrap") as pool:
@@ -227,9 +229,8 @@ def bootstrap_cis(
 _THREADED_ITEMS = 20_000  # below this, a thread costs more than it saves
 
 
-def _task_cis(arrays: Arrays, rng: np.random.Generator, n_boot: int, level: float) -> dict[str, tuple[float, float]]:
+def _task_cis(c: Components, rng: np.random.Generator, n_boot: int, level: float) -> dict[str, tuple[float, float]]:
     """:func:`bootstrap_cis` of one task's items."""
-    c = components(arrays)
     point = metrics_from_sums(c, c.values.sum(axis=0)[None, :])
     parts: dict[str, list[np.ndarray]] = {}
     for w in _resample_weights(rng, len(c.values), n_boot):

@@ -169,15 +169,20 @@ def match_item(
 
 
 class _Pairs(NamedTuple):
-    """Every (predicted, reference) instance pair of a batch of items, flat: item ``k``'s
-    pairs are ``iou[start[k] : start[k] + n_p[k] * n_r[k]]``, row-major ``(n_p[k], n_r[k])``;
-    its instances are ``p_off[k] + i`` / ``r_off[k] + j`` in the batch's flat instance lists."""
+    """Every (predicted, reference) instance pair of a batch of items, flat. Pair ``t`` is
+    predicted instance ``i[t]`` against reference instance ``j[t]`` of item ``item[t]``, i.e.
+    ``p_off[item[t]] + i[t]`` / ``r_off[item[t]] + j[t]`` in the batch's flat instance lists;
+    item ``k``'s pairs are ``iou[start[k] : start[k] + n_p[k] * n_r[k]]``, row-major
+    ``(n_p[k], n_r[k])``."""
 
     n_p: np.ndarray
     n_r: np.ndarray
     p_off: np.ndarray
     r_off: np.ndarray
     start: np.ndarray
+    item: np.ndarray
+    i: np.ndarray
+    j: np.ndarray
     iou: np.ndarray
 
 
@@ -189,15 +194,14 @@ def _flat_pairs(items: Sequence[tuple[Sequence[Instance], Sequence[Instance]]]) 
     n_r = np.fromiter(map(len, (r for _, r in items)), np.int64, len(items))
     counts = n_p * n_r
     p_off, r_off, start = (np.cumsum(c) - c for c in (n_p, n_r, counts))
-    total = int(counts.sum())
-    if total == 0:
-        return _Pairs(n_p, n_r, p_off, r_off, start, np.zeros(0))
+    item = np.repeat(np.arange(len(items)), counts)
+    i, j = np.divmod(np.arange(int(counts.sum())) - start[item], n_r[item])
+    if not item.size:
+        return _Pairs(n_p, n_r, p_off, r_off, start, item, i, j, np.zeros(0))
     a = np.array([b.box for p, _ in items for b in p], dtype=np.float64).reshape(-1, 4)
     b = np.array([x.box for _, r in items for x in r], dtype=np.float64).reshape(-1, 4)
-    item = np.repeat(np.arange(len(items)), counts)
-    q = np.arange(total) - start[item]
-    width = n_r[item]
-    return _Pairs(n_p, n_r, p_off, r_off, start, elementwise_iou(a[p_off[item] + q // width], b[r_off[item] + q % width]))
+    return _Pairs(n_p, n_r, p_off, r_off, start, item, i, j,
+                  elementwise_iou(a[p_off[item] + i], b[r_off[item] + j]))
 
 
 def _item_iou(pairs: _Pairs, k: int) -> Optional[np.ndarray]:
@@ -270,24 +274,23 @@ def _match_small(items: Sequence[tuple[Sequence[Instance], Sequence[Instance]]],
     m = len(small)
     if not m:
         return []
-    n_p, n_r = pairs.n_p[small], pairs.n_r[small]
-    counts = n_p * n_r
-    local = np.repeat(np.arange(m), counts)  # the small item of each of their pairs
-    q = np.arange(int(counts.sum())) - (np.cumsum(counts) - counts)[local]
-    i, j = q // n_r[local], q % n_r[local]
+    rank = np.full(len(pairs.n_p), -1)
+    rank[small] = np.arange(m)
+    sel = rank[pairs.item] >= 0  # the pairs of these items
+    item, i, j = pairs.item[sel], pairs.i[sel], pairs.j[sel]
     iou = np.zeros((m, _SMALL, _SMALL))
-    iou[local, i, j] = pairs.iou[pairs.start[small][local] + q]
+    iou[rank[item], i, j] = pairs.iou[sel]
     p_ids, r_ids = _name_ids(items)
     same = np.zeros((m, _SMALL, _SMALL), dtype=bool)
-    same[local, i, j] = p_ids[pairs.p_off[small][local] + i] == r_ids[pairs.r_off[small][local] + j]
+    same[rank[item], i, j] = p_ids[pairs.p_off[item] + i] == r_ids[pairs.r_off[item] + j]
     rows = np.arange(_SMALL)[None, :]
     paired = iou[:, rows, _PERMS]  # (m, 6, 3): the pairs of each permutation
     over = paired > IOU_THRESHOLD
     iou_sum = paired.sum(axis=2).max(axis=1)
     hits = over.sum(axis=2).max(axis=1)
     tp = (over & same[:, rows, _PERMS]).sum(axis=2).max(axis=1)
-    return [ItemGrounding(s, r, p, t, h)
-            for s, r, p, t, h in zip(iou_sum.tolist(), n_r.tolist(), n_p.tolist(), tp.tolist(), hits.tolist())]
+    return [ItemGrounding(s, r, p, t, h) for s, r, p, t, h in zip(
+        iou_sum.tolist(), pairs.n_r[small].tolist(), pairs.n_p[small].tolist(), tp.tolist(), hits.tolist())]
 
 
 def box_precision_recall(items: Sequence[ItemGrounding]) -> tuple[Optional[float], Optional[float], Optional[float], float]:

@@ -4,8 +4,9 @@ Prompts are versioned package data (``giqa/bench/prompts/<name>.<version>.txt``)
 is cached under a key made of the judge model id, its server URL (``base_url``, for HTTP
 judges), prompt name, prompt version, the prompt template's hash, the generation parameters
 and the inputs, so a second identical call never reaches the model. Each readable reply is
-cached as soon as its batch returns, so replies already received survive a later failure. Output that does not parse is retried (up to ``max_retries`` more times,
-with a reminder of the expected format); what still fails is returned with ``score=None`` and
+cached as soon as its batch returns, so replies already received survive a later failure.
+Output that does not parse is retried (up to ``max_retries`` more times, with a reminder of
+the expected format); what still fails is returned with ``score=None`` and
 an ``error``, and the scorer reports it (it is left out of the mean, never silently zeroed).
 """
 

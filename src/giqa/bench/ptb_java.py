@@ -18,7 +18,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Optional, Sequence, Union
 
 from giqa.errors import BackendError
 
@@ -145,13 +145,6 @@ class JavaPtbTokenizer:
 
         raw = self.raw_batches([[one_line(t) for t in b] for b in batches])
         return [[coco_words(line) for line in lines] for lines in raw]
-
-    def id_batches(self, batches: Sequence[Sequence[str]]) -> tuple[list[tuple[Any, Any]], int]:
-        """:meth:`tokenize_batches` as token ids: ``([(ids, words per text) per batch], V)``
-        (:func:`giqa.bench.ptb.coco_ids`). One JVM for all batches."""
-        from giqa.bench.ptb import coco_ids, one_line
-
-        return coco_ids(self.raw_batches([[one_line(t) for t in b] for b in batches]))
 
     def tokenize_batch(self, texts: Sequence[str]) -> list[list[str]]:
         """:meth:`tokenize_batches` of one batch."""

@@ -30,7 +30,7 @@ import numpy as np
 
 from giqa.bench.bleu import FLAVOURS, bleu as corpus_bleu
 from giqa.bench.bleu_job import CocoBleuJob
-from giqa.bench.bootstrap import DesArrays, VqaArrays, bootstrap_cis, components, metrics_from_sums
+from giqa.bench.bootstrap import Components, DesArrays, VqaArrays, bootstrap_cis, components, metrics_from_sums
 from giqa.bench.breakdown import vqa_breakdown
 from giqa.bench.grounding import match_items
 from giqa.bench.items import (
@@ -149,22 +149,22 @@ def _score(predictions: Any, ground_truth: Any, opts: _Options) -> BenchReport:
         items = _in_bench_order(gt, des, vqa)
         warn_other_markup(items, opts.fmt, notes)
         _evaluate_items(items, des, vqa, opts)
-        vqa_arr = _vqa_arrays(vqa, opts.judge is not None) if vqa else None
-        vqa_ci = bootstrap_cis(None, vqa_arr, n_boot=opts.n_boot, seed=opts.seed)
+        vqa_c = components(_vqa_arrays(vqa, opts.judge is not None)) if vqa else None
+        vqa_ci = bootstrap_cis(None, vqa_c, n_boot=opts.n_boot, seed=opts.seed)
         summary: list[str] = []
         _summary_notes(items, by_id, gt, opts, summary)
         formats = format_counts(items)
         breakdown, counts = vqa_breakdown(items), _counts(items, by_id, gt, formats)
         prov = _provenance(predictions, preds, ground_truth, gt, opts, None)
         stats, tok_name = _bleu_stats(job, notes)
-    des_arr = _des_arrays(des, stats) if des else None
-    ci = {**_des_intervals(des_arr, opts, notes), **vqa_ci}
+    des_c = components(_des_arrays(des, stats)) if des else None
+    ci = {**_des_intervals(des_c, opts, notes), **vqa_ci}
     prov["tokenizer"] = tok_name
     return BenchReport(
-        name=_report_name(opts, preds), metrics=_metrics(des_arr, vqa_arr, des, opts), ci=ci, counts=counts,
+        name=_report_name(opts, preds), metrics=_metrics(des_c, vqa_c, des, opts), ci=ci, counts=counts,
         per_sample=LazyRows(lambda: [it.row() for it in items]), settings=_settings(opts, tok_name, formats),
         notes=notes + summary, breakdown=breakdown, provenance=prov,
-        components={k: components(a) for k, a in (("des", des_arr), ("vqa", vqa_arr)) if a is not None},
+        components={k: c for k, c in (("des", des_c), ("vqa", vqa_c)) if c is not None},
     )
 
 
@@ -212,10 +212,10 @@ def _evaluate_items(items: Sequence[ScoredItem], des: Sequence[ScoredItem], vqa:
         _judge(opts.judge, des, vqa, opts.yes_no_fallback)
 
 
-def _des_intervals(des_arr: Optional[DesArrays], opts: _Options, notes: list[str]) -> dict[str, tuple[float, float]]:
+def _des_intervals(des_c: Optional[Components], opts: _Options, notes: list[str]) -> dict[str, tuple[float, float]]:
     """Bootstrap intervals of the DES metrics (none for BLEU that sacrebleu computes); the same
     as :func:`bootstrap_cis` of both tasks gives for DES."""
-    ci = bootstrap_cis(des_arr, None, n_boot=opts.n_boot, seed=opts.seed)
+    ci = bootstrap_cis(des_c, None, n_boot=opts.n_boot, seed=opts.seed)
     if opts.bleu_flavour != "coco":
         ci.pop("bleu4", None)
         notes.append("no bootstrap interval for sacrebleu-13a BLEU (computed by sacrebleu)")
@@ -314,13 +314,12 @@ def _vqa_arrays(vqa: Sequence[ScoredItem], has_judge: bool) -> VqaArrays:
     return VqaArrays(is_y, y, w, has_judge=has_judge, **_grounding_arrays(vqa))
 
 
-def _metrics(des_arr: Optional[DesArrays], vqa_arr: Optional[VqaArrays], des, opts: _Options) -> dict[str, Optional[float]]:
+def _metrics(des_c: Optional[Components], vqa_c: Optional[Components], des, opts: _Options) -> dict[str, Optional[float]]:
     from giqa.bench.bootstrap import GROUNDING_EXTRA, METRICS
 
     metrics: dict[str, Optional[float]] = {k: None for k in METRICS + GROUNDING_EXTRA}
-    for arr in (des_arr, vqa_arr):
-        if arr is not None:
-            c = components(arr)
+    for c in (des_c, vqa_c):
+        if c is not None:
             metrics.update({k: _scalar(v) for k, v in metrics_from_sums(c, c.values.sum(axis=0)[None, :]).items()})
     if des and opts.bleu_flavour != "coco":
         metrics["bleu4"] = corpus_bleu([it.clean for it in des], [it.reference for it in des],

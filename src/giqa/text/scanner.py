@@ -9,8 +9,9 @@ everything else is a forward scan. A failed attempt at a coordinate group stops 
 character the group grammar cannot contain, and such regions hold at most one trigger
 character, so every input character is looked at a bounded number of times: time is linear in
 the input size. Before it, a fast path reads texts whose every mention is canonical (what
-giqa's own data and well-behaved models write) in one pass of a regex whose repetitions are
-unambiguous, and hands any other text to the general scanner (same result, tested).
+giqa's own data and well-behaved models write): split at ``[``, one anchored match per
+mention (repetitions unambiguous); any other text goes to the general scanner (same result,
+tested).
 """
 
 from __future__ import annotations
@@ -482,7 +483,7 @@ def _scan_canonical(s: str, n: int, m: int) -> Optional[ParsedText]:
     mention's "[" and "]" (the group after "]" taking ``_fast_grid``'s path) plus line breaks
     and parentheses that cannot start a group, which change nothing. A mention with an empty
     phrase or a box ``_fast_grid`` declines (out of range, swapped) has issues to report:
-    None. One regex split of the text and a few operations per mention.
+    None. A few operations per mention (:func:`_canonical_parts`).
     """
     parts = _canonical_parts(s)
     if parts is None:
@@ -546,14 +547,12 @@ def canonical_mentions(s: str, n: int = 20, m: int = 20) -> Optional[tuple[str, 
     parts = _canonical_parts(s)
     if parts is None:
         return None
-    if len(parts) == 1:  # nothing that starts grounding syntax
-        return s, [], "<" not in s
     mentions: list[tuple[str, tuple[XyxyBox, ...]]] = []
     plain_outside = True
     for k in range(1, len(parts), 3):
         phrase = parts[k].strip()
         group = parts[k + 1]
-        boxes = _canonical_xyxy(group, n, m) if len(group) <= _CACHED_GROUP_CHARS else _group_xyxy(group, n, m)
+        boxes = _canonical_xyxy(group, n, m) if len(group) <= _CACHED_GROUP_CHARS else _xyxy(group, n, m)
         if boxes is None or not phrase:
             return None
         first = phrase[0]
@@ -565,18 +564,14 @@ def canonical_mentions(s: str, n: int = 20, m: int = 20) -> Optional[tuple[str, 
     return clean, mentions, plain_outside and "<" not in clean  # phrases hold no "<"
 
 
-def _group_xyxy(group: str, n: int, m: int) -> Optional[tuple[XyxyBox, ...]]:
+def _xyxy(group: str, n: int, m: int) -> Optional[tuple[XyxyBox, ...]]:
     """The boxes of a canonical group as ``(x1, y1, x2, y2)`` tuples, None as for
-    :func:`_decode_canonical` (cached for groups up to ``_CACHED_GROUP_CHARS`` long)."""
-    if len(group) <= _CACHED_GROUP_CHARS:
-        return _canonical_xyxy(group, n, m)
-    return _canonical_xyxy.__wrapped__(group, n, m)
-
-
-@functools.lru_cache(maxsize=1 << 15)  # about 0.3 KB per entry: 10 MB at most
-def _canonical_xyxy(group: str, n: int, m: int) -> Optional[tuple[XyxyBox, ...]]:
+    :func:`_decode_canonical` (:func:`_canonical_xyxy` caches it for short groups)."""
     got = _decode_canonical(group, n, m)
     return None if got is None else tuple([(b.x1, b.y1, b.x2, b.y2) for b in got[0]])
+
+
+_canonical_xyxy = functools.lru_cache(maxsize=1 << 15)(_xyxy)  # about 0.3 KB per entry: 10 MB at most
 
 
 def scan_giqa(s: str, *, n: int = 20, m: int = 20, strict: bool = False) -> ParsedText:
